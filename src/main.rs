@@ -178,8 +178,13 @@ fn run_scan(args: ScanArgs) -> Result<()> {
 
 /// With no target on the command line: ask on the terminal, or fail as a usage error.
 fn ask_target() -> Result<TargetList> {
+    let mut scan_cmd = Cli::command()
+        .find_subcommand("scan")
+        .expect("scan is a subcommand")
+        .clone()
+        .bin_name("tcpkit scan");
     if !io::stdin().is_terminal() {
-        Cli::command()
+        scan_cmd
             .error(
                 clap::error::ErrorKind::MissingRequiredArgument,
                 "no TARGET given and stdin is not a terminal to ask on; \
@@ -196,7 +201,7 @@ fn ask_target() -> Result<TargetList> {
     })?;
     match answer {
         Some(list) => Ok(list),
-        None => Cli::command()
+        None => scan_cmd
             .error(
                 clap::error::ErrorKind::MissingRequiredArgument,
                 "no TARGET given (end of input at the prompt)",

@@ -21,6 +21,9 @@ const BATCH: usize = 256;
 /// How long a worker with nothing in flight waits before retrying after running out of
 /// descriptors or local ports.
 const PRESSURE_PAUSE: Duration = Duration::from_millis(5);
+/// A worker that cannot open a single socket for this long gives up: the limit is taken by
+/// something else and waiting will not help.
+const PRESSURE_GIVE_UP: Duration = Duration::from_secs(10);
 
 /// One settled port: its global index (host * ports + port position) and its state.
 pub(crate) type Settled = (u64, PortState);
@@ -177,10 +180,21 @@ impl<'a> Worker<'a> {
     /// Runs until the shared work is exhausted and every local attempt is settled.
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        let mut starved_since: Option<Instant> = None;
         loop {
             let pressured = self.fill();
             if self.inflight == 0 && !self.has_work() {
                 break;
+            }
+            if pressured && self.inflight == 0 {
+                let since = *starved_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > PRESSURE_GIVE_UP {
+                    return Err(io::Error::other(
+                        "no socket could be opened for 10 s: out of file descriptors or local ports",
+                    ));
+                }
+            } else {
+                starved_since = None;
             }
             let wait = if pressured && self.inflight == 0 {
                 Some(PRESSURE_PAUSE)

@@ -24,12 +24,12 @@ pub enum TargetError {
     #[error("target '{0}' covers too many hosts (the limit is {MAX_HOSTS} per scan)")]
     TooLarge(String),
     /// A host name that did not resolve to any address.
-    #[error("cannot resolve host '{name}': {source}")]
+    #[error("cannot resolve host '{name}': {reason}")]
     Resolve {
         /// The name as given.
         name: String,
         /// What the resolver said.
-        source: io::Error,
+        reason: io::Error,
     },
 }
 
@@ -214,9 +214,9 @@ impl TargetList {
                     ip: *ip,
                 }),
                 TargetSpec::Name(name) => {
-                    let ip = resolve(name).map_err(|source| TargetError::Resolve {
+                    let ip = resolve(name).map_err(|reason| TargetError::Resolve {
                         name: name.clone(),
-                        source,
+                        reason,
                     })?;
                     Entry::One(Target {
                         name: name.clone(),
