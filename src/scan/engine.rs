@@ -16,6 +16,9 @@ use super::{PortList, PortState, ScanConfig, TargetList, Timeout};
 
 /// How many (host, port) indexes a worker claims at a time from the shared counter.
 const CHUNK: u64 = 64;
+/// Launches between two looks at the epoll set, so answers are read (and round-trip times
+/// measured) promptly even while a large window is being filled.
+const LAUNCH_BURST: usize = 128;
 /// A worker sends its results to the collector once it holds this many.
 const BATCH: usize = 256;
 /// How long a worker with nothing in flight waits before retrying after running out of
@@ -239,10 +242,13 @@ impl<'a> Worker<'a> {
         self.claimed.next().map(|i| (i, 0))
     }
 
-    /// Launches attempts until the window is full or the work runs out. Returns true when the
+    /// Launches up to [`LAUNCH_BURST`] attempts while the window has room. Returns true when the
     /// kernel pushed back (no descriptors or local ports).
     fn fill(&mut self) -> bool {
-        while self.inflight < self.cap {
+        for _ in 0..LAUNCH_BURST {
+            if self.inflight >= self.cap {
+                break;
+            }
             let Some((index, attempt)) = self.next_work() else {
                 return false;
             };

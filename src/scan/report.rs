@@ -54,10 +54,8 @@ impl<O: Write, D: Write> Reporter<O, D> {
         let bar = progress.then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} ports, {msg} open, {per_sec}, {eta} left",
-                )
-                .expect("valid template"),
+                ProgressStyle::with_template("{bar:30} {pos}/{len} ports, {msg}, {eta} left")
+                    .expect("valid template"),
             );
             bar
         });
@@ -111,9 +109,10 @@ impl<O: Write, D: Write> Reporter<O, D> {
             }
             ScanEvent::Progress { done, total, open } => {
                 if let Some(bar) = &self.bar {
+                    let secs = bar.elapsed().as_secs_f64().max(0.001);
                     bar.set_length(total);
                     bar.set_position(done);
-                    bar.set_message(open.to_string());
+                    bar.set_message(format!("{open} open, {:.0} ports/s", done as f64 / secs));
                 }
             }
         }
