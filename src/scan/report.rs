@@ -198,3 +198,86 @@ pub fn summary_line(s: &Summary) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            name: "h".into(),
+            ip: "192.0.2.1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn warns_when_nearly_every_port_is_open() {
+        let all_open = HostSummary {
+            open: (1..=1000).collect(),
+            closed: 5,
+            ..Default::default()
+        };
+        assert!(
+            proxy_warning(&target(), &all_open)
+                .unwrap()
+                .contains("SYN proxy")
+        );
+        let few = HostSummary {
+            open: vec![22, 80],
+            closed: 998,
+            ..Default::default()
+        };
+        assert!(proxy_warning(&target(), &few).is_none());
+        let small_scan = HostSummary {
+            open: vec![22, 80],
+            ..Default::default()
+        };
+        assert!(proxy_warning(&target(), &small_scan).is_none());
+    }
+
+    #[test]
+    fn text_output_streams_open_ports_and_json_one_line_per_host() {
+        let t = target();
+        let summary = HostSummary {
+            open: vec![22],
+            closed: 1,
+            filtered: 1,
+            elapsed: std::time::Duration::from_millis(7),
+        };
+        let mut out = Vec::new();
+        let mut r = Reporter::new(&mut out, io::sink(), Format::Text, true, false);
+        r.on_event(ScanEvent::HostStart { target: &t });
+        for (port, state) in [
+            (21, PortState::Closed),
+            (22, PortState::Open),
+            (23, PortState::Filtered),
+        ] {
+            r.on_event(ScanEvent::Port {
+                target: &t,
+                port,
+                state,
+            });
+        }
+        r.on_event(ScanEvent::HostDone {
+            target: &t,
+            summary: &summary,
+        });
+        r.finish(&Summary::default()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Host h (192.0.2.1)\nPort 22 open (ssh)\n"
+        );
+
+        let mut out = Vec::new();
+        let mut r = Reporter::new(&mut out, io::sink(), Format::Json, true, false);
+        r.on_event(ScanEvent::HostDone {
+            target: &t,
+            summary: &summary,
+        });
+        r.finish(&Summary::default()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"host\":\"h\",\"ip\":\"192.0.2.1\",\"open\":[22],\"closed\":1,\"filtered\":1,\"elapsed_ms\":7}\n"
+        );
+    }
+}
