@@ -2,22 +2,27 @@
 //! maps errors to exit codes (2 usage, 1 runtime failure, 0 success or a closed pipe).
 
 use std::io::{self, IsTerminal};
+use std::net::IpAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use tcpkit::logging::{self, LogTarget};
 use tcpkit::scan::{self, PortList, ScanConfig, TargetList, TargetSpec, Timeout, report};
+use tcpkit::server::{self, ServerConfig, Service};
 
 #[derive(Parser)]
 #[command(
     name = "tcpkit",
     version,
-    about = "A TCP toolkit: a fast, accurate port scanner (more tools to come)",
+    about = "A TCP toolkit: a fast, accurate port scanner, a multithreaded echo server and client",
     after_help = "Examples:\n  tcpkit scan 127.0.0.1                 every port of this machine\n  \
                   tcpkit scan -p 22,80,443 example.org  three ports of a named host\n  \
-                  tcpkit scan --format json ::1         JSON Lines, one object per host\n\n\
-                  Run `tcpkit help scan` for the scanner's options."
+                  tcpkit echo-server                    echo on 127.0.0.1:9090, console on stdin\n  \
+                  tcpkit echo                           talk to it (asks host and port)\n\n\
+                  Run `tcpkit help COMMAND` for a command's options."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,6 +34,80 @@ enum Command {
     /// Scan TCP ports: print `Port N open` for each port that accepts a connection.
     #[command(after_help = SCAN_EXAMPLES)]
     Scan(ScanArgs),
+    /// Run the echo server: every client gets its own thread and its bytes back.
+    #[command(after_help = ECHO_SERVER_HELP)]
+    EchoServer(ServerArgs),
+    /// Echo client: send each line typed (or piped), print what comes back; `exit` ends.
+    #[command(after_help = ECHO_HELP)]
+    Echo(ClientArgs),
+}
+
+const ECHO_SERVER_HELP: &str = "\
+Console commands (typed on stdin while the server runs; replies on stdout):
+  help, status, pause, resume, logs [N], clear-logs, clear-users, shutdown (or quit)
+End of stdin ends the console, not the server; Ctrl-C or SIGTERM shut down gracefully.
+
+Examples:
+  tcpkit echo-server                         127.0.0.1:9090 (or the next free port)
+  tcpkit echo-server --port 0 --no-console   a system-chosen port, no console
+  tcpkit echo-server --host :: -v --log -    all interfaces, debug events on stderr
+
+The first stdout line is always `listening on ADDR:PORT`.";
+
+const ECHO_HELP: &str = "\
+Examples:
+  tcpkit echo                       asks `Host [127.0.0.1]:` and `Port [9090]:` on a terminal
+  tcpkit echo 127.0.0.1 9090
+  printf 'hello\\n' | tcpkit echo -q 127.0.0.1 9090    scripted: prints `hello`";
+
+/// Options every server shares.
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Address to listen on (all interfaces only when asked: 0.0.0.0 or ::).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+
+    /// Port to listen on; when busy, the next free one of the following 20 is taken.
+    /// 0 lets the system choose.
+    #[arg(short, long, default_value_t = server::DEFAULT_PORT)]
+    port: u16,
+
+    /// Ask for the port on the terminal (`Port [9090]: `) instead.
+    #[arg(long)]
+    ask: bool,
+
+    /// Log file; `-` logs to stderr [default: tcpkit-echo.log or tcpkit-chat.log here].
+    #[arg(long, value_name = "FILE")]
+    log: Option<String>,
+
+    /// Clients served at once; one more gets `! server full, try again later`.
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CLIENTS,
+          value_parser = parse_max_clients)]
+    max_clients: usize,
+
+    /// Disconnect a client silent for this many seconds [default: never].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    idle_timeout: Option<u64>,
+
+    /// No admin console on stdin (stop with Ctrl-C or SIGTERM).
+    #[arg(long)]
+    no_console: bool,
+
+    /// Log every read and write too (DEBUG).
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+/// Where a client connects.
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// Server host [default: asked on a terminal, else 127.0.0.1].
+    host: Option<String>,
+    /// Server port [default: asked on a terminal, else 9090].
+    port: Option<u16>,
+    /// No connect/send/receive notices on stderr.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 const SCAN_EXAMPLES: &str = "\
@@ -95,6 +174,15 @@ enum OutputFormat {
     Json,
 }
 
+fn parse_max_clients(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "invalid client limit '{s}': give a number from 1 to 1000000"
+        )),
+    }
+}
+
 fn parse_timeout(s: &str) -> Result<Timeout, String> {
     if s.eq_ignore_ascii_case("auto") {
         return Ok(Timeout::default());
@@ -111,6 +199,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Scan(args) => run_scan(args),
+        Command::EchoServer(args) => {
+            run_server(args, "tcpkit-echo.log", Arc::new(tcpkit::echo::Echo))
+        }
+        Command::Echo(args) => run_echo(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -208,4 +300,67 @@ fn ask_target() -> Result<TargetList> {
             )
             .exit(),
     }
+}
+
+fn run_server(args: ServerArgs, default_log: &str, service: Arc<dyn Service>) -> Result<()> {
+    let mut port = args.port;
+    if args.ask {
+        if !io::stdin().is_terminal() {
+            bail!("--ask needs a terminal on stdin");
+        }
+        port = tcpkit::prompt::ask_port(io::stdin().lock(), io::stderr(), port)?
+            .context("no port given (end of input at the prompt)")?;
+    }
+    let target = LogTarget::from_arg(args.log.as_deref().unwrap_or(default_log));
+    let logging = logging::init(&target, args.verbose)?;
+    let fd_limit = tcpkit::fdlimit::raise();
+    let (ceiling, bound_by) = server::client_ceiling(fd_limit);
+    let max_clients = args.max_clients.min(ceiling);
+    if max_clients < args.max_clients {
+        eprintln!(
+            "note: {bound_by} caps clients at {max_clients} (asked {})",
+            args.max_clients
+        );
+    }
+    let config = ServerConfig {
+        host: args.host,
+        port,
+        max_clients,
+        idle_timeout: args.idle_timeout.map(Duration::from_secs),
+        ..ServerConfig::default()
+    };
+    tracing::info!(max_clients, "server starting");
+    server::run(
+        config,
+        service,
+        &logging,
+        !args.no_console,
+        &mut io::stdout(),
+        &mut io::stderr(),
+    )?;
+    Ok(())
+}
+
+fn run_echo(args: ClientArgs) -> Result<()> {
+    let interactive = io::stdin().is_terminal();
+    let (mut input, mut prompt_out) = (io::stdin().lock(), io::stderr());
+    let terminal: Option<(&mut dyn io::BufRead, &mut dyn io::Write)> =
+        interactive.then_some((&mut input, &mut prompt_out));
+    let (host, port) =
+        tcpkit::client::endpoint(args.host, args.port, server::DEFAULT_PORT, terminal)?;
+    let stream = tcpkit::client::connect(&host, port)?;
+    let mut notices = io::stderr();
+    if !args.quiet {
+        eprintln!("connected to {host}:{port} (type lines to send, `exit` to quit)");
+    }
+    let result = tcpkit::echo::run_client(
+        &stream,
+        input,
+        io::stdout().lock(),
+        (!args.quiet).then_some(&mut notices as &mut dyn io::Write),
+    );
+    if !args.quiet {
+        eprintln!("disconnected from {host}:{port}");
+    }
+    result.context("echo failed")
 }

@@ -35,3 +35,44 @@ pub fn ask<T>(
         }
     }
 }
+
+/// Asks for a port with a default (`Port [9090]: `); Enter takes the default.
+///
+/// # Errors
+/// I/O errors of the terminal.
+pub fn ask_port(input: impl BufRead, output: impl Write, default: u16) -> io::Result<Option<u16>> {
+    ask(input, output, &format!("Port [{default}]: "), |s| {
+        if s.is_empty() {
+            return Ok(default);
+        }
+        match s.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(p),
+            _ => Err(format!(
+                "invalid port '{s}': enter a number from 1 to 65535"
+            )),
+        }
+    })
+}
+
+/// Asks for a host with a default (`Host [127.0.0.1]: `); Enter takes the default. The answer
+/// must be an IP address or a valid host name.
+///
+/// # Errors
+/// I/O errors of the terminal.
+pub fn ask_host(
+    input: impl BufRead,
+    output: impl Write,
+    default: &str,
+) -> io::Result<Option<String>> {
+    ask(input, output, &format!("Host [{default}]: "), |s| {
+        if s.is_empty() {
+            return Ok(default.to_string());
+        }
+        match crate::scan::TargetSpec::parse(s) {
+            Ok(crate::scan::TargetSpec::Net(..)) | Err(_) => Err(format!(
+                "invalid host '{s}': enter a host name or an IP address"
+            )),
+            Ok(_) => Ok(s.to_string()),
+        }
+    })
+}

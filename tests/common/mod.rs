@@ -99,3 +99,189 @@ pub fn have(program: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// A server binary (`echo-server`, `chat-server`) running in a temporary folder on a
+/// system-chosen port, its console on a pipe and its stdout read line by line.
+pub struct ServerProc {
+    /// The process.
+    pub child: std::process::Child,
+    /// Where it listens, from its `listening on` line.
+    pub addr: std::net::SocketAddr,
+    /// The console (stdin); `None` once closed.
+    pub stdin: Option<std::process::ChildStdin>,
+    /// Stdout lines after the `listening on` line.
+    pub stdout: std::sync::mpsc::Receiver<String>,
+    /// Stderr, read to the end once the process exits.
+    pub stderr: std::sync::mpsc::Receiver<String>,
+    /// The working folder (log file, database).
+    pub dir: tempfile::TempDir,
+}
+
+impl ServerProc {
+    /// Starts `tcpkit SUBCOMMAND --port 0 ARGS...` in a fresh folder and waits for its
+    /// `listening on` line.
+    pub fn start(subcommand: &str, args: &[&str]) -> ServerProc {
+        Self::start_in(
+            tempfile::tempdir().unwrap(),
+            subcommand,
+            &["--port", "0"],
+            args,
+        )
+    }
+
+    /// Like [`ServerProc::start`] with a given folder and port arguments.
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        subcommand: &str,
+        port_args: &[&str],
+        args: &[&str],
+    ) -> ServerProc {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(tcpkit_path())
+            .arg(subcommand)
+            .args(port_args)
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (etx, erx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if etx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the server prints `listening on ADDR`");
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line: {first}"))
+            .parse()
+            .unwrap();
+        let stdin = child.stdin.take();
+        ServerProc {
+            child,
+            addr,
+            stdin,
+            stdout: rx,
+            stderr: erx,
+            dir,
+        }
+    }
+
+    /// Types a console command.
+    pub fn console(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("console open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Reads stdout lines until one contains `needle` (at most 10 s); returns the lines read.
+    pub fn expect_out(&self, needle: &str) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    seen.push(line);
+                    if hit {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no stdout line with {needle:?}; got {seen:#?}"),
+            }
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM");
+    }
+
+    /// Waits (at most 10 s) for the process to exit and returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("server did not exit within 10 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// All stderr lines so far (waits briefly for late ones).
+    pub fn stderr_lines(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        while let Ok(l) = self
+            .stderr
+            .recv_timeout(std::time::Duration::from_millis(200))
+        {
+            v.push(l);
+        }
+        v
+    }
+
+    /// Number of threads of the server process.
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .unwrap()
+            .count()
+    }
+
+    /// A client connected to the server, with a 10 s read timeout.
+    pub fn connect(&self) -> std::net::TcpStream {
+        let s = std::net::TcpStream::connect(self.addr).expect("connect to the server");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), for payloads.
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
