@@ -33,14 +33,27 @@ fn main() {
     let num = |k: &str, d: u64| opts.get(k).map_or(d, |v| v.parse().expect("a number"));
     let pid = opts.get("pid").map(|p| p.parse::<u32>().expect("--pid"));
     match mode.as_str() {
-        "echo" => echo(addr, num("conns", 1) as usize, num("size", 64) as usize, num("secs", 10).min(600), pid),
-        "idle" => idle(addr, num("conns", 1000) as usize, num("hold", 3).min(600), pid.expect("--pid")),
+        "echo" => echo(
+            addr,
+            num("conns", 1) as usize,
+            num("size", 64) as usize,
+            num("secs", 10).min(600),
+            pid,
+        ),
+        "idle" => idle(
+            addr,
+            num("conns", 1000) as usize,
+            num("hold", 3).min(600),
+            pid.expect("--pid"),
+        ),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: loadgen echo|idle --addr 127.0.0.1:PORT [--conns N] [--size B] [--secs S] [--hold S] [--pid P]");
+    eprintln!(
+        "usage: loadgen echo|idle --addr 127.0.0.1:PORT [--conns N] [--size B] [--secs S] [--hold S] [--pid P]"
+    );
     std::process::exit(2);
 }
 
@@ -108,7 +121,8 @@ fn echo(addr: SocketAddr, conns: usize, size: usize, secs: u64, pid: Option<u32>
     let mut events = Events::with_capacity(4096);
     let mut open = conns;
     while Instant::now() < deadline && open > 0 {
-        poll.poll(&mut events, Some(Duration::from_millis(100))).unwrap();
+        poll.poll(&mut events, Some(Duration::from_millis(100)))
+            .unwrap();
         for ev in events.iter() {
             let c = &mut cs[ev.token().0];
             loop {
@@ -122,7 +136,8 @@ fn echo(addr: SocketAddr, conns: usize, size: usize, secs: u64, pid: Option<u32>
                         c.got += n;
                         while c.got >= size {
                             c.got -= size;
-                            lat_us.push(c.sent_at.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                            lat_us
+                                .push(c.sent_at.elapsed().as_micros().min(u32::MAX as u128) as u32);
                             c.sent_at = Instant::now();
                             if c.stream.write_all(&payload).is_err() {
                                 errors += 1;

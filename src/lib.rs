@@ -8,10 +8,13 @@
 //!   pause/resume, shutdown) that every service plugs into.
 //! - [`logging`]: the servers' event log (file or stderr) and the console's view of it.
 //! - [`echo`]: the echo service and the echo client.
+//! - [`chat`]: the chat service on an authentication server (protocol, sessions, hub).
+//! - [`store`]: accounts, identifications, tokens and history in SQLite.
 //! - [`client`]: what the interactive clients share (finding and reaching the server).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod chat;
 pub mod client;
 pub mod echo;
 pub mod fdlimit;
@@ -19,3 +22,4 @@ pub mod logging;
 pub mod prompt;
 pub mod scan;
 pub mod server;
+pub mod store;

@@ -40,6 +40,45 @@ enum Command {
     /// Echo client: send each line typed (or piped), print what comes back; `exit` ends.
     #[command(after_help = ECHO_HELP)]
     Echo(ClientArgs),
+    /// Run the chat server: accounts, sessions, history, every line to everyone else.
+    #[command(after_help = CHAT_SERVER_HELP)]
+    ChatServer(ChatServerArgs),
+}
+
+const CHAT_SERVER_HELP: &str = "\
+Clients: `nc HOST PORT`, `telnet HOST PORT`, or `tcpkit chat`. The protocol is plain text
+lines; see docs/protocol.md. Passwords are stored only as argon2id hashes.
+
+Console commands (stdin): help, status, who, kick NAME, pause, resume, logs [N], clear-logs,
+clear-users (accounts, identifications and tokens; the history stays), shutdown (or quit).
+
+Examples:
+  tcpkit chat-server                           127.0.0.1:9090, tcpkit-chat.db here
+  tcpkit chat-server --host 0.0.0.0 --db /var/lib/tcpkit/chat.db --history 100";
+
+#[derive(clap::Args)]
+struct ChatServerArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    /// SQLite database: accounts, identifications, tokens, history.
+    #[arg(long, value_name = "FILE", default_value = "tcpkit-chat.db")]
+    db: std::path::PathBuf,
+
+    /// Messages replayed at login (0: none).
+    #[arg(long, value_name = "N", default_value_t = tcpkit::chat::protocol::DEFAULT_HISTORY,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1000))]
+    history: usize,
+
+    /// The longest line a client may send, in bytes; longer lines are refused.
+    #[arg(long, value_name = "BYTES", default_value_t = tcpkit::chat::protocol::DEFAULT_MAX_LINE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(16..=1_048_576))]
+    max_line: usize,
+
+    /// Bytes a client may fall behind before it is disconnected (send queue exceeded).
+    #[arg(long, value_name = "BYTES", default_value_t = tcpkit::chat::DEFAULT_MAX_SENDQ,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1_073_741_824))]
+    max_sendq: usize,
 }
 
 const ECHO_SERVER_HELP: &str = "\
@@ -203,6 +242,7 @@ fn main() -> ExitCode {
             run_server(args, "tcpkit-echo.log", Arc::new(tcpkit::echo::Echo))
         }
         Command::Echo(args) => run_echo(args),
+        Command::ChatServer(args) => run_chat_server(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -300,6 +340,21 @@ fn ask_target() -> Result<TargetList> {
             )
             .exit(),
     }
+}
+
+fn run_chat_server(args: ChatServerArgs) -> Result<()> {
+    let store = tcpkit::store::SqliteStore::open(&args.db)
+        .with_context(|| format!("cannot open the database '{}'", args.db.display()))?;
+    let config = tcpkit::chat::ChatConfig {
+        history: args.history,
+        max_line: args.max_line,
+        max_sendq: args.max_sendq,
+        ..Default::default()
+    };
+    let hub = Arc::new(tcpkit::chat::hub::LocalHub::default());
+    let chat = tcpkit::chat::Chat::new(config, Arc::new(store), hub)
+        .context("cannot start the chat service")?;
+    run_server(args.server, "tcpkit-chat.log", Arc::new(chat))
 }
 
 fn run_server(args: ServerArgs, default_log: &str, service: Arc<dyn Service>) -> Result<()> {

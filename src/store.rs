@@ -128,16 +128,12 @@ impl Store for SqliteStore {
     fn find_user(&self, name: &str) -> Result<Option<Account>, StoreError> {
         Ok(self
             .conn()
-            .query_row(
-                "SELECT name, phc FROM users WHERE name = ?1",
-                [name],
-                |r| {
-                    Ok(Account {
-                        name: r.get(0)?,
-                        phc: r.get(1)?,
-                    })
-                },
-            )
+            .query_row("SELECT name, phc FROM users WHERE name = ?1", [name], |r| {
+                Ok(Account {
+                    name: r.get(0)?,
+                    phc: r.get(1)?,
+                })
+            })
             .optional()?)
     }
 
@@ -240,8 +236,9 @@ impl Store for SqliteStore {
     }
 
     fn clear_users(&self) -> Result<(), StoreError> {
-        self.conn()
-            .execute_batch("BEGIN; DELETE FROM tokens; DELETE FROM idents; DELETE FROM users; COMMIT;")?;
+        self.conn().execute_batch(
+            "BEGIN; DELETE FROM tokens; DELETE FROM idents; DELETE FROM users; COMMIT;",
+        )?;
         Ok(())
     }
 }
@@ -261,14 +258,23 @@ mod tests {
         ));
         assert_eq!(s.find_user("ALICE").unwrap().unwrap().name, "Alice");
         s.remember_ip("127.0.0.1", "Alice").unwrap();
-        assert_eq!(s.name_for_ip("127.0.0.1").unwrap().as_deref(), Some("Alice"));
+        assert_eq!(
+            s.name_for_ip("127.0.0.1").unwrap().as_deref(),
+            Some("Alice")
+        );
         s.add_token(b"h1", "Alice", i64::MAX).unwrap();
         assert_eq!(s.token_user(b"h1", 0).unwrap().as_deref(), Some("Alice"));
         assert!(s.revoke_token(b"h1").unwrap());
         assert_eq!(s.token_user(b"h1", 0).unwrap(), None);
         s.append(&[
-            NewMessage { name: "Alice".into(), text: "one".into() },
-            NewMessage { name: "Alice".into(), text: "two".into() },
+            NewMessage {
+                name: "Alice".into(),
+                text: "one".into(),
+            },
+            NewMessage {
+                name: "Alice".into(),
+                text: "two".into(),
+            },
         ])
         .unwrap();
         let last = s.recent(1).unwrap();

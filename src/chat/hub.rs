@@ -2,6 +2,11 @@
 //! bounded queue drained by that connection's own writer thread, so delivering never blocks on
 //! a peer: a broadcast only pushes one shared line buffer into each queue. A connection more
 //! than its send-queue limit behind is disconnected ("send queue exceeded", as IRC servers do).
+//!
+//! "Behind" means the kernel refuses more (the client does not read) *and* more than the limit
+//! waits in the queue. A queue that grows only because its writer thread has not been scheduled
+//! yet is not behind; it may reach [`BURST_FACTOR`] times the limit before it is cut, which
+//! bounds memory all the same.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -11,6 +16,9 @@ use crate::server::Conn;
 
 /// A line as sent on the wire (with its `\n`), shared by every recipient without copying.
 pub type Line = Arc<[u8]>;
+
+/// How far past its limit a queue may grow while its writer is not blocked by the client.
+pub const BURST_FACTOR: usize = 4;
 
 /// Turns text into a shareable [`Line`].
 pub fn line(text: String) -> Line {
@@ -33,6 +41,8 @@ struct OutState {
     overflowed: bool,
     /// The writer is asleep on `ready`: only then does a push pay for a wake-up.
     waiting: bool,
+    /// The kernel refused part of the last write: the client is not keeping up.
+    stuck: bool,
 }
 
 /// What [`Outbox::push`] did.
@@ -67,11 +77,9 @@ impl Outbox {
         if s.closed {
             return Pushed::Closed;
         }
-        if s.bytes + line.len() > self.max_bytes {
-            s.closed = true;
-            s.overflowed = true;
-            s.queue.clear();
-            s.bytes = 0;
+        let after = s.bytes + line.len();
+        if after > self.max_bytes && (s.stuck || after > self.max_bytes * BURST_FACTOR) {
+            Self::overflow(&mut s);
             drop(s);
             self.ready.notify_all();
             return Pushed::Overflow;
@@ -85,6 +93,25 @@ impl Outbox {
             self.ready.notify_one();
         }
         Pushed::Queued
+    }
+
+    fn overflow(s: &mut OutState) {
+        s.closed = true;
+        s.overflowed = true;
+        s.queue.clear();
+        s.bytes = 0;
+    }
+
+    /// Marks whether the kernel is refusing this connection's writes. Returns false when,
+    /// stuck, the queue is already past its limit (the outbox is then closed as overflowed).
+    fn set_stuck(&self, stuck: bool) -> bool {
+        let mut s = self.state();
+        s.stuck = stuck;
+        if stuck && s.bytes > self.max_bytes {
+            Self::overflow(&mut s);
+            return false;
+        }
+        true
     }
 
     /// Closes the outbox: lines already queued are still written, new ones are dropped.
@@ -118,14 +145,17 @@ impl Outbox {
 }
 
 /// Writes everything an outbox receives to the connection, several lines per system call,
-/// until the outbox is closed and drained or the connection fails.
+/// until the outbox is closed and drained or the connection fails. Each batch is first offered
+/// without blocking; only when the kernel refuses part of it is the client "stuck", and the
+/// writer then blocks (up to the socket's write timeout) for the rest.
 pub fn drain(conn: &Conn, outbox: &Outbox) {
-    use std::io::{IoSlice, Write};
+    use std::io::IoSlice;
     let mut batch: Vec<Line> = Vec::with_capacity(256);
-    let mut stream = conn.stream();
+    let sock = socket2::SockRef::from(conn.stream());
     while outbox.take_all(&mut batch) {
         let total: usize = batch.iter().map(|l| l.len()).sum();
         let mut done = 0;
+        let mut blocking = false;
         while done < total {
             // Skip what is written already, then hand the rest to one writev.
             let mut skip = done;
@@ -141,10 +171,25 @@ pub fn drain(conn: &Conn, outbox: &Outbox) {
                     break;
                 }
             }
-            match stream.write_vectored(&slices) {
+            let flags = if blocking { 0 } else { libc::MSG_DONTWAIT };
+            match sock.send_vectored_with_flags(&slices, flags | libc::MSG_NOSIGNAL) {
                 Ok(0) => return,
-                Ok(n) => done += n,
+                Ok(n) => {
+                    done += n;
+                    if done < total && !blocking {
+                        blocking = true;
+                        if !outbox.set_stuck(true) {
+                            return cut(conn, outbox);
+                        }
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && !blocking => {
+                    blocking = true;
+                    if !outbox.set_stuck(true) {
+                        return cut(conn, outbox);
+                    }
+                }
                 Err(e) => {
                     tracing::debug!(peer = %conn.peer, error = %e, "write failed");
                     outbox.close();
@@ -153,9 +198,19 @@ pub fn drain(conn: &Conn, outbox: &Outbox) {
                 }
             }
         }
+        if blocking {
+            outbox.set_stuck(false);
+        }
         conn.count_out(total);
         batch.clear();
     }
+}
+
+/// Ends a connection whose queue overflowed while the client was not reading.
+fn cut(conn: &Conn, outbox: &Outbox) {
+    tracing::warn!(peer = %conn.peer, "send queue exceeded: disconnecting");
+    outbox.close();
+    conn.close();
 }
 
 /// One logged-in connection as the hub sees it.

@@ -1,0 +1,214 @@
+//! The chat service, built on an authentication server: accounts with argon2id hashes, clients
+//! known by address greeted by name, session tokens, a persistent public history, and each
+//! line broadcast to everyone else. It plugs into the [server core](crate::server) like echo.
+//!
+//! Public messages take one path: the sender's thread sanitizes the line and hands it to the
+//! relay thread, which stores a batch of lines in one transaction (a group commit) and only
+//! then gives each line, formatted once and shared, to the [`hub::Hub`] for delivery. So a
+//! message any client saw is on disk, and every client sees messages in the same order.
+
+pub mod auth;
+pub mod hub;
+pub mod protocol;
+mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::server::{Conn, Service};
+use crate::store::{NewMessage, Store};
+use hub::{Hub, Line, Outbox, line};
+
+/// The default send-queue limit: a client this far behind is disconnected.
+pub const DEFAULT_MAX_SENDQ: usize = 1024 * 1024;
+/// The most lines stored in one transaction.
+const GROUP_COMMIT: usize = 1024;
+/// The most bytes of text stored in one transaction: a batch is also a burst into every
+/// outbox, so it stays well below the send-queue limits.
+const GROUP_COMMIT_BYTES: usize = 256 * 1024;
+/// Lines waiting for the relay before senders wait (back-pressure to fast senders).
+const RELAY_QUEUE: usize = 16 * 1024;
+
+/// Chat settings; `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    /// History lines replayed at login (0: none).
+    pub history: usize,
+    /// The longest line a client may send, in bytes.
+    pub max_line: usize,
+    /// Bytes a client may be behind before it is disconnected.
+    pub max_sendq: usize,
+    /// How long a session token is valid.
+    pub token_ttl: Duration,
+    /// Password hashes computed at once (each takes ~19 MiB).
+    pub hash_permits: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            history: protocol::DEFAULT_HISTORY,
+            max_line: protocol::DEFAULT_MAX_LINE,
+            max_sendq: DEFAULT_MAX_SENDQ,
+            token_ttl: auth::TOKEN_TTL,
+            hash_permits: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// A public message on its way to the store and then to everyone else.
+struct Outgoing {
+    name: String,
+    text: String,
+    from: u64,
+    /// The sender's outbox, to tell it if the line could not be stored.
+    sender: Arc<Outbox>,
+}
+
+/// The chat service: shared by every connection thread.
+pub struct Chat {
+    config: ChatConfig,
+    store: Arc<dyn Store>,
+    hub: Arc<dyn Hub>,
+    hasher: auth::Hasher,
+    throttle: auth::Throttle,
+    relay: Sender<Outgoing>,
+}
+
+impl Chat {
+    /// A chat over `store` and `hub`; starts the relay thread.
+    ///
+    /// # Errors
+    /// When the relay thread cannot start.
+    pub fn new(
+        config: ChatConfig,
+        store: Arc<dyn Store>,
+        hub: Arc<dyn Hub>,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = crossbeam_channel::bounded(RELAY_QUEUE);
+        let (s, h) = (store.clone(), hub.clone());
+        std::thread::Builder::new()
+            .name("relay".into())
+            .spawn(move || relay_loop(&rx, s.as_ref(), h.as_ref()))?;
+        Ok(Chat {
+            hasher: auth::Hasher::new(config.hash_permits),
+            config,
+            store,
+            hub,
+            throttle: auth::Throttle::default(),
+            relay: tx,
+        })
+    }
+
+    fn relay(&self, name: String, text: String, from: u64, sender: Arc<Outbox>) {
+        let msg = Outgoing {
+            name,
+            text,
+            from,
+            sender,
+        };
+        if self.relay.send(msg).is_err() {
+            tracing::error!("relay thread gone: message dropped");
+        }
+    }
+}
+
+/// Stores each batch of waiting lines in one transaction, then delivers them.
+fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(GROUP_COMMIT);
+    while let Ok(first) = rx.recv() {
+        let mut bytes = first.text.len();
+        batch.push(first);
+        while batch.len() < GROUP_COMMIT && bytes < GROUP_COMMIT_BYTES {
+            match rx.try_recv() {
+                Ok(m) => {
+                    bytes += m.text.len();
+                    batch.push(m);
+                }
+                Err(_) => break,
+            }
+        }
+        let rows: Vec<NewMessage> = batch
+            .iter()
+            .map(|m| NewMessage {
+                name: m.name.clone(),
+                text: m.text.clone(),
+            })
+            .collect();
+        match store.append(&rows) {
+            Ok(()) => {
+                for m in batch.drain(..) {
+                    let l: Line = line(protocol::public(&m.name, &m.text));
+                    hub.broadcast(&l, Some(m.from));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, lines = batch.len(), "cannot store messages: not sent");
+                for m in batch.drain(..) {
+                    m.sender.push(line(protocol::error(
+                        "server error: message not stored, not sent",
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl Service for Chat {
+    fn serve(&self, conn: Arc<Conn>) {
+        session::run(self, conn);
+    }
+
+    fn clear_users(&self) -> String {
+        match self.store.clear_users() {
+            Ok(()) => {
+                let n = self.hub.kick_all();
+                tracing::info!(disconnected = n, "user store cleared from the console");
+                format!(
+                    "accounts, identifications and tokens cleared (history kept); \
+                     {n} logged-in connection(s) closed"
+                )
+            }
+            Err(e) => format!("! cannot clear the user store: {e}"),
+        }
+    }
+
+    fn console_command(&self, command: &str, args: &str) -> Option<String> {
+        match command {
+            "who" => {
+                let online = self.hub.online();
+                if online.is_empty() {
+                    return Some("nobody is logged in".into());
+                }
+                Some(
+                    online
+                        .iter()
+                        .map(|(name, addrs)| {
+                            let a: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                            format!("{name} {}", a.join(" "))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            }
+            "kick" if args.is_empty() => Some("! usage: kick NAME".into()),
+            "kick" => Some(match self.hub.kick(args) {
+                0 => format!("! no such user online: {args}"),
+                n => {
+                    tracing::info!(user = args, connections = n, "kicked from the console");
+                    format!("kicked {args} ({n} connection(s))")
+                }
+            }),
+            _ => None,
+        }
+    }
+
+    fn console_help(&self) -> &'static [&'static str] {
+        &[
+            "who             users online, with their addresses",
+            "kick NAME       disconnect every connection of NAME",
+        ]
+    }
+}
