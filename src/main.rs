@@ -43,6 +43,29 @@ enum Command {
     /// Run the chat server: accounts, sessions, history, every line to everyone else.
     #[command(after_help = CHAT_SERVER_HELP)]
     ChatServer(ChatServerArgs),
+    /// Chat client: logs in (saved token, or name and password), then chat; `exit` ends.
+    #[command(after_help = CHAT_HELP)]
+    Chat(ChatArgs),
+}
+
+const CHAT_HELP: &str = "\
+Logs in with the session token saved for this server ($XDG_STATE_HOME/tcpkit/tokens, else
+~/.local/state/tcpkit/tokens), else answers the server's prompts: the name (--user, or asked)
+and the password, read without echo. Incoming lines show above the line being typed.
+Type a line to say it to everyone; /msg NAME TEXT, /who, /history, /help; `exit` or /quit ends.
+Piped stdin works too: prompts take the next input lines.
+
+Examples:
+  tcpkit chat                        asks `Host [127.0.0.1]:` and `Port [9090]:`
+  tcpkit chat 127.0.0.1 9090 --user alice";
+
+#[derive(clap::Args)]
+struct ChatArgs {
+    #[command(flatten)]
+    to: ClientArgs,
+    /// The name to log in or register with (else asked).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
 }
 
 const CHAT_SERVER_HELP: &str = "\
@@ -243,6 +266,7 @@ fn main() -> ExitCode {
         }
         Command::Echo(args) => run_echo(args),
         Command::ChatServer(args) => run_chat_server(args),
+        Command::Chat(args) => run_chat(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -396,14 +420,40 @@ fn run_server(args: ServerArgs, default_log: &str, service: Arc<dyn Service>) ->
     Ok(())
 }
 
-fn run_echo(args: ClientArgs) -> Result<()> {
+/// Finds the server (asking on a terminal) and connects.
+fn connect_client(args: &ClientArgs) -> Result<(String, u16, std::net::TcpStream)> {
     let interactive = io::stdin().is_terminal();
     let (mut input, mut prompt_out) = (io::stdin().lock(), io::stderr());
     let terminal: Option<(&mut dyn io::BufRead, &mut dyn io::Write)> =
         interactive.then_some((&mut input, &mut prompt_out));
     let (host, port) =
-        tcpkit::client::endpoint(args.host, args.port, server::DEFAULT_PORT, terminal)?;
+        tcpkit::client::endpoint(args.host.clone(), args.port, server::DEFAULT_PORT, terminal)?;
     let stream = tcpkit::client::connect(&host, port)?;
+    Ok((host, port, stream))
+}
+
+fn run_chat(args: ChatArgs) -> Result<()> {
+    use tcpkit::chat::client;
+    let (host, port, stream) = connect_client(&args.to)?;
+    if !args.to.quiet {
+        eprintln!("connected to {host}:{port}");
+    }
+    let session = client::Session::new(
+        stream,
+        format!("{host}:{port}"),
+        client::TokenStore::from_env(),
+    )?;
+    if io::stdin().is_terminal() {
+        client::run_terminal(session, args.user)?;
+    } else {
+        client::run_piped(session, args.user, io::stdin().lock(), io::stdout())?;
+    }
+    Ok(())
+}
+
+fn run_echo(args: ClientArgs) -> Result<()> {
+    let (host, port, stream) = connect_client(&args)?;
+    let input = io::stdin().lock();
     let mut notices = io::stderr();
     if !args.quiet {
         eprintln!("connected to {host}:{port} (type lines to send, `exit` to quit)");

@@ -406,3 +406,81 @@ fn a_stalled_reader_is_disconnected_and_others_keep_receiving() {
     let log = std::fs::read_to_string(server.dir.path().join("tcpkit-chat.log")).unwrap();
     assert!(log.contains("send queue exceeded"), "reason logged");
 }
+
+#[test]
+fn interactive_client_logs_in_hides_passwords_and_reuses_its_token() {
+    let server = chat_server(&["--no-console"]);
+    let state = tempfile::tempdir().unwrap();
+    let spawn = || {
+        let mut cmd = std::process::Command::new(tcpkit_path());
+        cmd.args([
+            "chat",
+            "127.0.0.1",
+            &server.addr.port().to_string(),
+            "--user",
+            "zed",
+        ])
+        .env("XDG_STATE_HOME", state.path());
+        rexpect::session::spawn_command(cmd, Some(30_000)).unwrap()
+    };
+    let mut s = spawn();
+    s.exp_string("new password for zed: ").unwrap();
+    s.send_line("pw-of-zed").unwrap();
+    let between = s.exp_string("repeat password for zed: ").unwrap();
+    assert!(
+        !between.contains("pw-of-zed"),
+        "password echoed: {between:?}"
+    );
+    s.send_line("pw-of-zed").unwrap();
+    s.exp_string("* welcome zed").unwrap();
+    s.exp_string("* online: zed").unwrap();
+
+    // Another user talks; the line shows up in the client while it waits for input.
+    let (mut yan, _) = Client::register(server.addr, 30, "yan", "pw");
+    s.exp_string("* yan joined").unwrap();
+    yan.send("hello zed");
+    s.exp_string("<yan> hello zed").unwrap();
+    s.send_line("hi yan").unwrap();
+    assert_eq!(yan.expect("<zed>"), "<zed> hi yan");
+    s.send_line("exit").unwrap();
+    s.exp_eof().unwrap();
+    yan.expect("* zed left");
+
+    // Next time the saved token logs in: no password asked.
+    let mut again = spawn();
+    let before = again.exp_string("* welcome zed").unwrap();
+    assert!(!before.contains("password"), "asked again: {before:?}");
+    again.exp_string("* online:").unwrap();
+    again.send_line("/quit").unwrap();
+    again.exp_eof().unwrap();
+    let saved = std::fs::read_to_string(state.path().join("tcpkit/tokens")).unwrap();
+    assert!(
+        saved.starts_with(&format!("127.0.0.1:{} ", server.addr.port())),
+        "{saved}"
+    );
+}
+
+#[test]
+fn piped_client_answers_prompts_from_input() {
+    let server = chat_server(&["--no-console"]);
+    let (mut watcher, _) = Client::register(server.addr, 31, "watcher", "pw");
+    let state = tempfile::tempdir().unwrap();
+    let out = tcpkit()
+        .args([
+            "chat",
+            "-q",
+            "127.0.0.1",
+            &server.addr.port().to_string(),
+            "--user",
+            "pipey",
+        ])
+        .env("XDG_STATE_HOME", state.path())
+        .write_stdin("pw-pipe\npw-pipe\nhello from a pipe\n")
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .success();
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(stdout.contains("* welcome pipey"), "{stdout}");
+    assert!(stdout.contains("* bye"), "{stdout}");
+    assert_eq!(watcher.expect("<pipey>"), "<pipey> hello from a pipe");
+}

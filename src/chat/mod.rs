@@ -8,6 +8,7 @@
 //! message any client saw is on disk, and every client sees messages in the same order.
 
 pub mod auth;
+pub mod client;
 pub mod hub;
 pub mod protocol;
 mod session;
