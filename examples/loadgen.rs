@@ -1,4 +1,4 @@
-//! tcpkit's load generator for the server benchmarks (`bench/echo.py`). Loopback only: the
+//! tcpkit's load generator for the server benchmarks (`bench/echo.py`, `bench/chat.py`). Loopback only: the
 //! address must be a loopback address; every run is bounded in time.
 //!
 //! ```text
@@ -7,7 +7,17 @@
 //! loadgen idle --addr 127.0.0.1:9090 --conns N [--hold 3] --pid P
 //!     N connections, one 1-byte echo each (proof of service), held HOLD seconds;
 //!     reports the server's RSS growth per connection and its thread count.
+//! loadgen chat --addr 127.0.0.1:9090 --clients N --senders S --msgs M [--rate R]
+//!         [--login-fmt '/register u{i} pw{i}'] [--ready-marker '* online'] [--stall 1]
+//!         [--timeout 120] [--pid P]
+//!     N clients connect (and log in with the formatted line, waiting for the marker), a
+//!     probe proves every client receives broadcasts, then the first S send M lines each,
+//!     `BENCH <sender> <seq> <send-us>`, R per second each (0: flat out). Every client reads
+//!     everything. Reports deliveries/s, send-to-receive latency, missing, out-of-order,
+//!     malformed and self-echoed lines. `--stall 1` adds a client that logs in and then
+//!     never reads (it must not change the others' figures).
 //! ```
+//!
 //! Prints one JSON object on stdout.
 
 use std::collections::HashMap;
@@ -46,6 +56,7 @@ fn main() {
             num("hold", 3).min(600),
             pid.expect("--pid"),
         ),
+        "chat" => chat::run(addr, &opts, pid),
         _ => usage(),
     }
 }
@@ -196,4 +207,377 @@ fn idle(addr: SocketAddr, conns: usize, hold: u64, pid: u32) {
         "{{\"mode\":\"idle\",\"conns\":{conns},\"served\":{},\"refused\":{refused},\"rss_before_kib\":{rss0},\"rss_with_kib\":{rss1},\"rss_kib_per_conn\":{per:.2},\"threads_before\":{threads0},\"threads_with\":{threads1}}}",
         held.len()
     );
+}
+
+mod chat {
+    //! The chat broadcast scenario.
+    use super::*;
+
+    struct Client {
+        stream: TcpStream,
+        rbuf: Vec<u8>,
+        wbuf: Vec<u8>,
+        ready: bool,
+        probed: bool,
+        /// Last sequence number seen per sender, for order checks.
+        last: Vec<i64>,
+        /// Lines still to send (senders only) and when the next is due.
+        to_send: u64,
+        next_due: Instant,
+        sent: u64,
+        writable_wait: bool,
+    }
+
+    fn opt<'a>(opts: &'a HashMap<String, String>, k: &str, d: &'a str) -> &'a str {
+        opts.get(k).map_or(d, |s| s.as_str())
+    }
+
+    pub fn run(addr: SocketAddr, opts: &HashMap<String, String>, pid: Option<u32>) {
+        let n: usize = opt(opts, "clients", "10").parse().unwrap();
+        let senders: usize = opt(opts, "senders", "10").parse::<usize>().unwrap().min(n);
+        let msgs: u64 = opt(opts, "msgs", "1000").parse().unwrap();
+        let rate: f64 = opt(opts, "rate", "0").parse().unwrap();
+        let timeout =
+            Duration::from_secs(opt(opts, "timeout", "120").parse::<u64>().unwrap().min(900));
+        let login = opts.get("login-fmt").cloned();
+        let marker = opts.get("ready-marker").cloned();
+        let stall = opt(opts, "stall", "0") == "1";
+        let mut poll = Poll::new().unwrap();
+        let mut cs: Vec<Client> = Vec::with_capacity(n);
+        let t_connect = Instant::now();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut events = Events::with_capacity(4096);
+        // Connect and log in, a few at a time, reading as we go.
+        for i in 0..n {
+            let std_stream = std::net::TcpStream::connect(addr).expect("connect");
+            std_stream.set_nodelay(true).unwrap();
+            std_stream.set_nonblocking(true).unwrap();
+            let mut stream = TcpStream::from_std(std_stream);
+            poll.registry()
+                .register(&mut stream, Token(i), Interest::READABLE)
+                .unwrap();
+            let mut c = Client {
+                stream,
+                rbuf: Vec::new(),
+                wbuf: Vec::new(),
+                ready: marker.is_none(),
+                probed: false,
+                last: vec![-1; senders],
+                to_send: if i < senders { msgs } else { 0 },
+                next_due: Instant::now(),
+                sent: 0,
+                writable_wait: false,
+            };
+            if let Some(f) = &login {
+                let l = f.replace("{i}", &i.to_string()) + "\n";
+                c.stream.write_all(l.as_bytes()).unwrap();
+            }
+            cs.push(c);
+            // Keep the accept queue and the password hashing from piling up.
+            pump(
+                &mut poll,
+                &mut events,
+                &mut cs,
+                &mut buf,
+                marker.as_deref(),
+                Duration::from_millis(1),
+                None,
+            );
+        }
+        let ready_deadline = Instant::now() + Duration::from_secs(300);
+        while cs.iter().any(|c| !c.ready) {
+            assert!(
+                Instant::now() < ready_deadline,
+                "clients not ready within 300 s"
+            );
+            pump(
+                &mut poll,
+                &mut events,
+                &mut cs,
+                &mut buf,
+                marker.as_deref(),
+                Duration::from_millis(50),
+                None,
+            );
+        }
+        let connect_secs = t_connect.elapsed().as_secs_f64();
+        // The stalled client: logs in, then never reads again.
+        let _stalled = stall.then(|| {
+            let sock =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            sock.set_recv_buffer_size(4096).unwrap();
+            sock.connect(&addr.into()).unwrap();
+            let mut s: std::net::TcpStream = sock.into();
+            if let Some(f) = &login {
+                s.write_all((f.replace("{i}", &n.to_string()) + "\n").as_bytes())
+                    .unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            s
+        });
+        // Probe: client 0 says PROBE until every other client has seen it.
+        let probe_deadline = Instant::now() + Duration::from_secs(30);
+        let mut last_probe = Instant::now() - Duration::from_secs(1);
+        while cs.iter().skip(1).any(|c| !c.probed) {
+            assert!(
+                Instant::now() < probe_deadline,
+                "probe not delivered within 30 s"
+            );
+            if last_probe.elapsed() > Duration::from_millis(200) {
+                cs[0].stream.write_all(b"PROBE\n").unwrap();
+                last_probe = Instant::now();
+            }
+            pump(
+                &mut poll,
+                &mut events,
+                &mut cs,
+                &mut buf,
+                None,
+                Duration::from_millis(20),
+                None,
+            );
+        }
+        let settle = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < settle {
+            pump(
+                &mut poll,
+                &mut events,
+                &mut cs,
+                &mut buf,
+                None,
+                Duration::from_millis(20),
+                None,
+            );
+        }
+        for c in cs.iter_mut() {
+            c.last = vec![-1; senders];
+        }
+        // The run.
+        let mut stats = Stats {
+            lat_us: Vec::with_capacity((senders as u64 * msgs * n as u64) as usize),
+            ..Default::default()
+        };
+        let start = Instant::now();
+        let cpu0 = pid.map(cpu_secs);
+        let own0 = cpu_secs(std::process::id());
+        let expected = senders as u64 * msgs * (n as u64 - 1);
+        let interval = if rate > 0.0 {
+            Duration::from_secs_f64(1.0 / rate)
+        } else {
+            Duration::ZERO
+        };
+        for (i, c) in cs.iter_mut().enumerate().take(senders) {
+            // Stagger paced senders evenly.
+            c.next_due = start + interval.mul_f64(i as f64 / senders as f64);
+        }
+        let deadline = start + timeout;
+        let mut last_progress = Instant::now();
+        let mut last_delivered = 0;
+
+        while stats.delivered < expected && Instant::now() < deadline {
+            // Send what is due.
+            let now = Instant::now();
+            let mut next_wake = now + Duration::from_millis(50);
+            for (i, c) in cs.iter_mut().enumerate().take(senders) {
+                while c.to_send > 0
+                    && c.wbuf.len() < 64 * 1024
+                    && (rate == 0.0 || c.next_due <= now)
+                {
+                    let us = start.elapsed().as_micros();
+                    c.wbuf
+                        .extend_from_slice(format!("BENCH {i} {} {us}\n", c.sent).as_bytes());
+                    c.sent += 1;
+                    c.to_send -= 1;
+                    c.next_due += interval;
+                }
+                if c.to_send > 0 && rate > 0.0 {
+                    next_wake = next_wake.min(c.next_due);
+                }
+                flush(&mut poll, c, i);
+            }
+            let wait = if cs
+                .iter()
+                .take(senders)
+                .any(|c| c.to_send > 0 && rate == 0.0)
+            {
+                Duration::ZERO
+            } else {
+                next_wake.saturating_duration_since(Instant::now())
+            };
+            pump(
+                &mut poll,
+                &mut events,
+                &mut cs,
+                &mut buf,
+                None,
+                wait,
+                Some((&mut stats, start)),
+            );
+            if stats.delivered != last_delivered {
+                last_delivered = stats.delivered;
+                last_progress = Instant::now();
+            } else if cs
+                .iter()
+                .take(senders)
+                .all(|c| c.to_send == 0 && c.wbuf.is_empty())
+                && last_progress.elapsed() > Duration::from_secs(5)
+            {
+                break;
+            }
+        }
+        let span = stats.last_delivery.max(0.000_001);
+
+        let server_cpu =
+            pid.map(|p| (cpu_secs(p) - cpu0.unwrap()) / start.elapsed().as_secs_f64() * 100.0);
+        let own_cpu = (cpu_secs(std::process::id()) - own0) / start.elapsed().as_secs_f64() * 100.0;
+        stats.lat_us.sort_unstable();
+        let pct = |q: f64| {
+            stats
+                .lat_us
+                .get(
+                    ((stats.lat_us.len() as f64 * q) as usize)
+                        .min(stats.lat_us.len().saturating_sub(1)),
+                )
+                .copied()
+                .unwrap_or(0) as f64
+                / 1000.0
+        };
+        println!(
+            "{{\"mode\":\"chat\",\"clients\":{n},\"senders\":{senders},\"msgs\":{msgs},\"rate\":{rate},\"stall\":{stall},\"connect_secs\":{connect_secs:.2},\"expected\":{expected},\"delivered\":{},\"missing\":{},\"deliveries_per_s\":{:.0},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2},\"out_of_order\":{},\"malformed\":{},\"self_echo\":{},\"loadgen_cpu_pct\":{own_cpu:.0},\"server_cpu_pct\":{}}}",
+            stats.delivered,
+            expected.saturating_sub(stats.delivered),
+            stats.delivered as f64 / span,
+            pct(0.5),
+            pct(0.99),
+            stats.lat_us.last().copied().unwrap_or(0) as f64 / 1000.0,
+            stats.out_of_order,
+            stats.malformed,
+            stats.self_echo,
+            server_cpu.map_or("null".to_string(), |c| format!("{c:.0}"))
+        );
+    }
+
+    #[derive(Default)]
+    struct Stats {
+        delivered: u64,
+        lat_us: Vec<u64>,
+        out_of_order: u64,
+        malformed: u64,
+        self_echo: u64,
+        /// Seconds from the first send to the last delivery.
+        last_delivery: f64,
+    }
+
+    fn flush(poll: &mut Poll, c: &mut Client, i: usize) {
+        while !c.wbuf.is_empty() {
+            match c.stream.write(&c.wbuf) {
+                Ok(n) => {
+                    c.wbuf.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("sender {i} write failed: {e}"),
+            }
+        }
+        let want = !c.wbuf.is_empty();
+        if want != c.writable_wait {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            poll.registry()
+                .reregister(&mut c.stream, Token(i), interest)
+                .unwrap();
+            c.writable_wait = want;
+        }
+    }
+
+    fn pump(
+        poll: &mut Poll,
+        events: &mut Events,
+        cs: &mut [Client],
+        buf: &mut [u8],
+        marker: Option<&str>,
+        wait: Duration,
+        mut stats: Option<(&mut Stats, Instant)>,
+    ) {
+        poll.poll(events, Some(wait)).unwrap();
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let c = &mut cs[i];
+            if ev.is_writable() {
+                flush(poll, c, i);
+                let c = &mut cs[i];
+                let _ = c;
+            }
+            let c = &mut cs[i];
+            loop {
+                match c.stream.read(buf) {
+                    Ok(0) => break,
+                    Ok(k) => c.rbuf.extend_from_slice(&buf[..k]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => break,
+                }
+            }
+            let mut start_of_line = 0;
+            let data = std::mem::take(&mut c.rbuf);
+            for (pos, &b) in data.iter().enumerate() {
+                if b != b'\n' {
+                    continue;
+                }
+                let line = &data[start_of_line..pos];
+                start_of_line = pos + 1;
+                let text = String::from_utf8_lossy(line);
+                if let Some(m) = marker
+                    && text.contains(m)
+                {
+                    c.ready = true;
+                }
+                if text.ends_with("PROBE") {
+                    c.probed = true;
+                }
+                if let Some((stats, t0)) = stats.as_mut() {
+                    account(stats, *t0, c, i, &text);
+                }
+            }
+            c.rbuf = data[start_of_line..].to_vec();
+        }
+    }
+
+    fn account(stats: &mut Stats, t0: Instant, c: &mut Client, me: usize, text: &str) {
+        let Some(at) = text.find("BENCH ") else {
+            return;
+        };
+        let parts: Vec<&str> = text[at + 6..].split(' ').collect();
+        let parsed = match parts.as_slice() {
+            [s, q, t] => s
+                .parse::<usize>()
+                .ok()
+                .zip(q.parse::<i64>().ok())
+                .zip(t.parse::<u64>().ok()),
+            _ => None,
+        };
+        let Some(((sender, seq), sent_us)) = parsed else {
+            stats.malformed += 1;
+            return;
+        };
+        if text[at + 6..].contains("BENCH") || sender >= c.last.len() {
+            stats.malformed += 1;
+            return;
+        }
+        if sender == me {
+            stats.self_echo += 1;
+            return;
+        }
+        if seq <= c.last[sender] {
+            stats.out_of_order += 1;
+        }
+        c.last[sender] = seq;
+        stats.delivered += 1;
+        let now = t0.elapsed();
+        stats
+            .lat_us
+            .push((now.as_micros() as u64).saturating_sub(sent_us));
+        stats.last_delivery = now.as_secs_f64();
+    }
 }

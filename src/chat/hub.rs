@@ -1,7 +1,10 @@
-//! Fan-out: who is online, and delivery of lines to them. Each connection has an [`Outbox`], a
-//! bounded queue drained by that connection's own writer thread, so delivering never blocks on
-//! a peer: a broadcast only pushes one shared line buffer into each queue. A connection more
-//! than its send-queue limit behind is disconnected ("send queue exceeded", as IRC servers do).
+//! Fan-out: who is online, and delivery of lines to them. Each connection has an [`Outbox`].
+//! A line for a connection whose queue is empty is written at once, without blocking
+//! (`MSG_DONTWAIT`), by whichever thread delivers it; whatever the kernel does not take waits in
+//! the queue for that connection's own writer thread, which sends everything queued in one
+//! `writev`. So delivering never blocks on a peer, an idle room pays no thread wake-up per line,
+//! and one stalled reader fills only its own queue. A connection more than its send-queue limit
+//! behind is disconnected ("send queue exceeded", as IRC servers do).
 //!
 //! "Behind" means the kernel refuses more (the client does not read) *and* more than the limit
 //! waits in the queue. A queue that grows only because its writer thread has not been scheduled
@@ -9,6 +12,7 @@
 //! bounds memory all the same.
 
 use std::collections::{HashMap, VecDeque};
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
@@ -19,15 +23,18 @@ pub type Line = Arc<[u8]>;
 
 /// How far past its limit a queue may grow while its writer is not blocked by the client.
 pub const BURST_FACTOR: usize = 4;
+/// The most slices handed to one `writev` (the kernel's IOV_MAX).
+const MAX_SLICES: usize = 1024;
 
 /// Turns text into a shareable [`Line`].
 pub fn line(text: String) -> Line {
     Arc::from(text.into_bytes().into_boxed_slice())
 }
 
-/// One connection's queue of lines waiting to be written.
+/// One connection's output: the socket and the queue of lines the kernel has not taken yet.
 #[derive(Debug)]
 pub struct Outbox {
+    conn: Arc<Conn>,
     state: Mutex<OutState>,
     ready: Condvar,
     max_bytes: usize,
@@ -36,11 +43,16 @@ pub struct Outbox {
 #[derive(Debug, Default)]
 struct OutState {
     queue: VecDeque<Line>,
+    /// Bytes of the front line already written.
+    front_done: usize,
+    /// Unwritten bytes in the queue.
     bytes: usize,
     closed: bool,
     overflowed: bool,
     /// The writer is asleep on `ready`: only then does a push pay for a wake-up.
     waiting: bool,
+    /// The writer is writing outside the lock: nobody else may write now.
+    writing: bool,
     /// The kernel refused part of the last write: the client is not keeping up.
     stuck: bool,
 }
@@ -48,7 +60,7 @@ struct OutState {
 /// What [`Outbox::push`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
-    /// Queued.
+    /// Written or queued.
     Queued,
     /// The outbox was already closed; the line was dropped.
     Closed,
@@ -57,10 +69,29 @@ pub enum Pushed {
     Overflow,
 }
 
+/// Writes as much of `lines` (the first starting at byte `skip`) as the socket takes without
+/// blocking; returns the bytes written, or the error (`WouldBlock` counts as 0 written).
+fn send_now(conn: &Conn, lines: &[&Line], skip: usize, blocking: bool) -> std::io::Result<usize> {
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(lines.len().min(MAX_SLICES));
+    for (i, l) in lines.iter().take(MAX_SLICES).enumerate() {
+        slices.push(IoSlice::new(if i == 0 { &l[skip..] } else { &l[..] }));
+    }
+    let flags = libc::MSG_NOSIGNAL | if blocking { 0 } else { libc::MSG_DONTWAIT };
+    loop {
+        match socket2::SockRef::from(conn.stream()).send_vectored_with_flags(&slices, flags) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl Outbox {
-    /// An empty outbox holding at most `max_bytes` of unsent lines.
-    pub fn new(max_bytes: usize) -> Self {
+    /// An empty outbox for `conn`, holding at most `max_bytes` of unsent lines.
+    pub fn new(conn: Arc<Conn>, max_bytes: usize) -> Self {
         Outbox {
+            conn,
             state: Mutex::new(OutState::default()),
             ready: Condvar::new(),
             max_bytes,
@@ -71,21 +102,68 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a line without blocking.
+    /// Delivers one line without blocking.
     pub fn push(&self, line: Line) -> Pushed {
+        self.push_all(&[(line, None)], u64::MAX)
+    }
+
+    /// Delivers several lines, in order, leaving out those that came from connection `skip`:
+    /// written at once if nothing is queued (as far as the kernel takes them), the rest queued
+    /// for the writer thread, which is woken at most once.
+    pub fn push_all(&self, lines: &[(Line, Option<u64>)], skip: u64) -> Pushed {
+        let mine: Vec<&Line> = lines
+            .iter()
+            .filter(|(_, from)| *from != Some(skip))
+            .map(|(l, _)| l)
+            .collect();
+        if mine.is_empty() {
+            return Pushed::Queued;
+        }
         let mut s = self.state();
         if s.closed {
             return Pushed::Closed;
         }
-        let after = s.bytes + line.len();
+        let mut first = 0;
+        let mut skip_bytes = 0;
+        if s.queue.is_empty() && !s.writing && !s.stuck {
+            match send_now(&self.conn, &mine, 0, false) {
+                Ok(mut n) => {
+                    self.conn.count_out(n);
+                    while first < mine.len() && n >= mine[first].len() {
+                        n -= mine[first].len();
+                        first += 1;
+                    }
+                    skip_bytes = n;
+                }
+                Err(_) => {
+                    // The client is gone; its reader thread will notice and clean up.
+                    s.closed = true;
+                    drop(s);
+                    self.conn.close();
+                    self.ready.notify_all();
+                    return Pushed::Closed;
+                }
+            }
+        }
+        if first == mine.len() {
+            return Pushed::Queued;
+        }
+        if s.queue.is_empty() {
+            s.front_done = skip_bytes;
+        }
+        let mut added = mine[first].len() - skip_bytes;
+        for l in &mine[first + 1..] {
+            added += l.len();
+        }
+        let after = s.bytes + added;
         if after > self.max_bytes && (s.stuck || after > self.max_bytes * BURST_FACTOR) {
             Self::overflow(&mut s);
             drop(s);
             self.ready.notify_all();
             return Pushed::Overflow;
         }
-        s.bytes += line.len();
-        s.queue.push_back(line);
+        s.bytes = after;
+        s.queue.extend(mine[first..].iter().map(|l| Arc::clone(l)));
         let wake = s.waiting;
         s.waiting = false;
         drop(s);
@@ -102,6 +180,79 @@ impl Outbox {
         s.bytes = 0;
     }
 
+    /// Closes the outbox: lines already queued are still written, new ones are dropped.
+    pub fn close(&self) {
+        self.state().closed = true;
+        self.ready.notify_all();
+    }
+
+    /// True once the queue overflowed.
+    pub fn overflowed(&self) -> bool {
+        self.state().overflowed
+    }
+
+    /// The writer thread's loop: waits for queued lines and writes them, several per system
+    /// call, until the outbox is closed and drained or the connection fails. A batch is first
+    /// offered without blocking; when the kernel refuses part of it the client is "stuck", and
+    /// the writer blocks (up to the socket's write timeout) for the rest.
+    pub fn drain(&self) {
+        let mut batch: Vec<Line> = Vec::with_capacity(256);
+        loop {
+            let mut skip;
+            {
+                let mut s = self.state();
+                loop {
+                    if !s.queue.is_empty() {
+                        break;
+                    }
+                    s.writing = false;
+                    if s.closed {
+                        return;
+                    }
+                    s.waiting = true;
+                    s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
+                }
+                batch.extend(s.queue.drain(..));
+                skip = s.front_done;
+                s.front_done = 0;
+                s.bytes = 0;
+                s.writing = true;
+            }
+            let mut blocking = false;
+            while !batch.is_empty() {
+                let refs: Vec<&Line> = batch.iter().collect();
+                match send_now(&self.conn, &refs, skip, blocking) {
+                    Ok(mut n) => {
+                        self.conn.count_out(n);
+                        let mut done = 0;
+                        while done < batch.len() && n >= batch[done].len() - skip {
+                            n -= batch[done].len() - skip;
+                            skip = 0;
+                            done += 1;
+                        }
+                        skip += n;
+                        batch.drain(..done);
+                        if !batch.is_empty() && !blocking {
+                            blocking = true;
+                            if !self.set_stuck(true) {
+                                return self.cut();
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %self.conn.peer, error = %e, "write failed");
+                        self.close();
+                        self.conn.close();
+                        return;
+                    }
+                }
+            }
+            if blocking {
+                self.set_stuck(false);
+            }
+        }
+    }
+
     /// Marks whether the kernel is refusing this connection's writes. Returns false when,
     /// stuck, the queue is already past its limit (the outbox is then closed as overflowed).
     fn set_stuck(&self, stuck: bool) -> bool {
@@ -114,103 +265,12 @@ impl Outbox {
         true
     }
 
-    /// Closes the outbox: lines already queued are still written, new ones are dropped.
-    pub fn close(&self) {
-        self.state().closed = true;
-        self.ready.notify_all();
+    /// Ends a connection whose queue overflowed while the client was not reading.
+    fn cut(&self) {
+        tracing::warn!(peer = %self.conn.peer, "send queue exceeded: disconnecting");
+        self.close();
+        self.conn.close();
     }
-
-    /// True once the queue overflowed.
-    pub fn overflowed(&self) -> bool {
-        self.state().overflowed
-    }
-
-    /// Waits for lines and moves every queued line into `out`. Returns false when the outbox
-    /// is closed and nothing is left to write.
-    pub fn take_all(&self, out: &mut Vec<Line>) -> bool {
-        let mut s = self.state();
-        loop {
-            if !s.queue.is_empty() {
-                out.extend(s.queue.drain(..));
-                s.bytes = 0;
-                return true;
-            }
-            if s.closed {
-                return false;
-            }
-            s.waiting = true;
-            s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
-/// Writes everything an outbox receives to the connection, several lines per system call,
-/// until the outbox is closed and drained or the connection fails. Each batch is first offered
-/// without blocking; only when the kernel refuses part of it is the client "stuck", and the
-/// writer then blocks (up to the socket's write timeout) for the rest.
-pub fn drain(conn: &Conn, outbox: &Outbox) {
-    use std::io::IoSlice;
-    let mut batch: Vec<Line> = Vec::with_capacity(256);
-    let sock = socket2::SockRef::from(conn.stream());
-    while outbox.take_all(&mut batch) {
-        let total: usize = batch.iter().map(|l| l.len()).sum();
-        let mut done = 0;
-        let mut blocking = false;
-        while done < total {
-            // Skip what is written already, then hand the rest to one writev.
-            let mut skip = done;
-            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len().min(1024));
-            for l in &batch {
-                if skip >= l.len() {
-                    skip -= l.len();
-                    continue;
-                }
-                slices.push(IoSlice::new(&l[skip..]));
-                skip = 0;
-                if slices.len() == 1024 {
-                    break;
-                }
-            }
-            let flags = if blocking { 0 } else { libc::MSG_DONTWAIT };
-            match sock.send_vectored_with_flags(&slices, flags | libc::MSG_NOSIGNAL) {
-                Ok(0) => return,
-                Ok(n) => {
-                    done += n;
-                    if done < total && !blocking {
-                        blocking = true;
-                        if !outbox.set_stuck(true) {
-                            return cut(conn, outbox);
-                        }
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && !blocking => {
-                    blocking = true;
-                    if !outbox.set_stuck(true) {
-                        return cut(conn, outbox);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(peer = %conn.peer, error = %e, "write failed");
-                    outbox.close();
-                    conn.close();
-                    return;
-                }
-            }
-        }
-        if blocking {
-            outbox.set_stuck(false);
-        }
-        conn.count_out(total);
-        batch.clear();
-    }
-}
-
-/// Ends a connection whose queue overflowed while the client was not reading.
-fn cut(conn: &Conn, outbox: &Outbox) {
-    tracing::warn!(peer = %conn.peer, "send queue exceeded: disconnecting");
-    outbox.close();
-    conn.close();
 }
 
 /// One logged-in connection as the hub sees it.
@@ -233,6 +293,9 @@ pub trait Hub: Send + Sync {
     fn leave(&self, conn_id: u64) -> Option<Arc<Member>>;
     /// Sends a line to every member but the connection `except`.
     fn broadcast(&self, line: &Line, except: Option<u64>);
+    /// Sends a batch of lines, in order, each to every member but the connection it came from
+    /// (the `Option<u64>`); each recipient is woken once for the whole batch.
+    fn broadcast_all(&self, lines: &[(Line, Option<u64>)]);
     /// Sends a line to every connection of user `name` (any case); returns how many got it.
     fn send_to(&self, name: &str, line: &Line) -> usize;
     /// The names online (each once, sorted) with their connections' addresses.
@@ -296,6 +359,15 @@ impl Hub for LocalHub {
         for m in self.current().iter() {
             if Some(m.conn.id) != except {
                 Self::deliver(m, line);
+            }
+        }
+    }
+
+    fn broadcast_all(&self, lines: &[(Line, Option<u64>)]) {
+        for m in self.current().iter() {
+            if m.outbox.push_all(lines, m.conn.id) == Pushed::Overflow {
+                tracing::warn!(peer = %m.conn.peer, user = %m.name, "send queue exceeded: disconnecting");
+                m.conn.close();
             }
         }
     }

@@ -25,10 +25,16 @@ use hub::{Hub, Line, Outbox, line};
 /// The default send-queue limit: a client this far behind is disconnected.
 pub const DEFAULT_MAX_SENDQ: usize = 1024 * 1024;
 /// The most lines stored in one transaction.
-const GROUP_COMMIT: usize = 1024;
+const GROUP_COMMIT: usize = 4096;
 /// The most bytes of text stored in one transaction: a batch is also a burst into every
 /// outbox, so it stays well below the send-queue limits.
 const GROUP_COMMIT_BYTES: usize = 256 * 1024;
+/// The relay keeps a batch open while lines keep coming (each within [`LINGER_GAP`] of the
+/// last), up to this long: under load a wake-up and a write per line and recipient become
+/// one per batch, while a lone line waits at most one gap.
+const LINGER: Duration = Duration::from_millis(10);
+/// See [`LINGER`].
+const LINGER_GAP: Duration = Duration::from_micros(300);
 /// Lines waiting for the relay before senders wait (back-pressure to fast senders).
 const RELAY_QUEUE: usize = 16 * 1024;
 
@@ -122,8 +128,10 @@ fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
     while let Ok(first) = rx.recv() {
         let mut bytes = first.text.len();
         batch.push(first);
+        let until = std::time::Instant::now() + LINGER;
         while batch.len() < GROUP_COMMIT && bytes < GROUP_COMMIT_BYTES {
-            match rx.try_recv() {
+            let next = (std::time::Instant::now() + LINGER_GAP).min(until);
+            match rx.recv_deadline(next) {
                 Ok(m) => {
                     bytes += m.text.len();
                     batch.push(m);
@@ -140,10 +148,11 @@ fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
             .collect();
         match store.append(&rows) {
             Ok(()) => {
-                for m in batch.drain(..) {
-                    let l: Line = line(protocol::public(&m.name, &m.text));
-                    hub.broadcast(&l, Some(m.from));
-                }
+                let lines: Vec<(Line, Option<u64>)> = batch
+                    .drain(..)
+                    .map(|m| (line(protocol::public(&m.name, &m.text)), Some(m.from)))
+                    .collect();
+                hub.broadcast_all(&lines);
             }
             Err(e) => {
                 tracing::error!(error = %e, lines = batch.len(), "cannot store messages: not sent");

@@ -38,13 +38,13 @@ enum Input {
 
 /// Serves one chat connection on the calling thread, with a writer thread beside it.
 pub(crate) fn run(chat: &Chat, conn: Arc<Conn>) {
-    let outbox = Arc::new(Outbox::new(chat.config.max_sendq));
+    let outbox = Arc::new(Outbox::new(conn.clone(), chat.config.max_sendq));
     let _ = conn.stream().set_write_timeout(Some(WRITE_TIMEOUT));
     std::thread::scope(|s| {
         let writer = std::thread::Builder::new()
             .name(format!("writer-{}", conn.id))
             .stack_size(WRITER_STACK)
-            .spawn_scoped(s, || super::hub::drain(&conn, &outbox));
+            .spawn_scoped(s, || outbox.drain());
         if let Err(e) = writer {
             tracing::warn!(peer = %conn.peer, error = %e, "cannot start a writer thread");
             let _ = std::io::Write::write_all(&mut conn.stream(), crate::server::FULL_LINE);
