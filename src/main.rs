@@ -17,11 +17,14 @@ use tcpkit::server::{self, ServerConfig, Service};
 #[command(
     name = "tcpkit",
     version,
-    about = "A TCP toolkit: a fast, accurate port scanner, a multithreaded echo server and client",
+    about = "A TCP toolkit: a fast, accurate port scanner, a multithreaded echo server and \
+             client with an admin console, and a chat server with accounts and its client",
     after_help = "Examples:\n  tcpkit scan 127.0.0.1                 every port of this machine\n  \
                   tcpkit scan -p 22,80,443 example.org  three ports of a named host\n  \
                   tcpkit echo-server                    echo on 127.0.0.1:9090, console on stdin\n  \
-                  tcpkit echo                           talk to it (asks host and port)\n\n\
+                  tcpkit echo                           talk to it (asks host and port)\n  \
+                  tcpkit chat-server                    chat on 127.0.0.1:9090 (nc works as a client)\n  \
+                  tcpkit chat --user alice              log in and chat\n\n\
                   Run `tcpkit help COMMAND` for a command's options."
 )]
 struct Cli {
