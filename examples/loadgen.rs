@@ -77,6 +77,18 @@ fn parse_opts(args: &[String]) -> HashMap<String, String> {
         .collect()
 }
 
+/// A non-blocking, TCP_NODELAY connection registered for reading under token `i`.
+fn connect_polled(poll: &Poll, addr: SocketAddr, i: usize) -> TcpStream {
+    let std_stream = std::net::TcpStream::connect(addr).expect("connect");
+    std_stream.set_nodelay(true).unwrap();
+    std_stream.set_nonblocking(true).unwrap();
+    let mut stream = TcpStream::from_std(std_stream);
+    poll.registry()
+        .register(&mut stream, Token(i), Interest::READABLE)
+        .unwrap();
+    stream
+}
+
 /// CPU seconds (user + system) used so far by a process.
 fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -107,13 +119,7 @@ fn echo(addr: SocketAddr, conns: usize, size: usize, secs: u64, pid: Option<u32>
     let mut buf = vec![0u8; 64 * 1024];
     let mut cs: Vec<Conn> = Vec::with_capacity(conns);
     for i in 0..conns {
-        let std_stream = std::net::TcpStream::connect(addr).expect("connect");
-        std_stream.set_nodelay(true).unwrap();
-        std_stream.set_nonblocking(true).unwrap();
-        let mut stream = TcpStream::from_std(std_stream);
-        poll.registry()
-            .register(&mut stream, Token(i), Interest::READABLE)
-            .unwrap();
+        let stream = connect_polled(&poll, addr, i);
         cs.push(Conn {
             stream,
             got: 0,
@@ -249,13 +255,7 @@ mod chat {
         let mut events = Events::with_capacity(4096);
         // Connect and log in, a few at a time, reading as we go.
         for i in 0..n {
-            let std_stream = std::net::TcpStream::connect(addr).expect("connect");
-            std_stream.set_nodelay(true).unwrap();
-            std_stream.set_nonblocking(true).unwrap();
-            let mut stream = TcpStream::from_std(std_stream);
-            poll.registry()
-                .register(&mut stream, Token(i), Interest::READABLE)
-                .unwrap();
+            let stream = connect_polled(&poll, addr, i);
             let mut c = Client {
                 stream,
                 rbuf: Vec::new(),

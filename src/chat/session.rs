@@ -192,10 +192,7 @@ impl Session<'_> {
             State::AskName => {
                 let name = answer.trim();
                 if !valid_name(name) {
-                    self.send(error(&format!(
-                        "invalid name '{}': use 1-32 letters, digits, '_', '-' or '.'",
-                        protocol::sanitize(name)
-                    )));
+                    self.send(bad_name(name));
                     return self.ask_name();
                 }
                 match self.chat.store.find_user(name) {
@@ -254,10 +251,7 @@ impl Session<'_> {
 
     fn register(&mut self, name: &str, password: &str) {
         if !valid_name(name) {
-            self.send(error(&format!(
-                "invalid name '{}': use 1-32 letters, digits, '_', '-' or '.'",
-                protocol::sanitize(name)
-            )));
+            self.send(bad_name(name));
             return self.reprompt();
         }
         match self.chat.store.find_user(name) {
@@ -450,6 +444,14 @@ impl Session<'_> {
             }
         }
     }
+}
+
+/// The refusal of an invalid name.
+fn bad_name(name: &str) -> String {
+    error(&format!(
+        "invalid name '{}': use 1-32 letters, digits, '_', '-' or '.'",
+        protocol::sanitize(name)
+    ))
 }
 
 fn now_unix() -> i64 {
