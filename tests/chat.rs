@@ -225,7 +225,7 @@ fn broadcast_reaches_everyone_else_and_private_messages_one() {
 }
 
 #[test]
-fn history_survives_a_restart() {
+fn history_survives_a_crash_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
     let db_s = db.to_str().unwrap().to_string();
@@ -243,8 +243,9 @@ fn history_survives_a_restart() {
         a.send("/history 2");
         a.expect("* history 2");
         assert!(a.expect("[").ends_with("] <fay> message 1"));
-        server.sigterm();
-        assert!(server.wait_exit().success());
+        // A crash, not a shutdown: what a client saw must be on disk already.
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
     }
     let server = ServerProc::start("chat-server", &["--no-console", "--db", &db_s]);
     let mut b = Client::connect(server.addr, 15);
@@ -302,8 +303,13 @@ fn console_who_kick_and_clear_users() {
 
 #[test]
 fn database_holds_no_plaintext_password_or_token() {
-    let server = chat_server(&["--no-console"]);
+    // At the highest verbosity, so the log is checked at its most talkative.
+    let server = chat_server(&["--no-console", "-v"]);
     let (mut a, token) = Client::register(server.addr, 19, "jo", "Plaintext-Secret-42");
+    a.send("/passwd Plaintext-Secret-42 Other-Secret-43");
+    a.expect("* password changed");
+    a.send("/passwd wrong x");
+    a.expect("! wrong password");
     a.send("/quit");
     a.until_eof();
     let dir = server.dir.path();
@@ -483,4 +489,31 @@ fn piped_client_answers_prompts_from_input() {
     assert!(stdout.contains("* welcome pipey"), "{stdout}");
     assert!(stdout.contains("* bye"), "{stdout}");
     assert_eq!(watcher.expect("<pipey>"), "<pipey> hello from a pipe");
+}
+
+#[test]
+fn one_user_on_two_connections_gets_every_message_on_both() {
+    let server = chat_server(&["--no-console"]);
+    let (mut a1, _) = Client::register(server.addr, 32, "multi", "pw-m");
+    let mut a2 = Client::connect(server.addr, 33);
+    a2.expect("? name");
+    a2.send("/login multi pw-m");
+    a2.expect("* online:");
+    a1.expect("* multi joined");
+    let (mut b, _) = Client::register(server.addr, 34, "other", "pw");
+    b.send("to everyone");
+    assert_eq!(a1.expect("<other>"), "<other> to everyone");
+    assert_eq!(a2.expect("<other>"), "<other> to everyone");
+    b.send("/msg MULTI private");
+    assert_eq!(a1.expect("[pm]"), "[pm] <other> private");
+    assert_eq!(a2.expect("[pm]"), "[pm] <other> private");
+    // A new password works from then on.
+    a1.send("/passwd pw-m pw-new");
+    a1.expect("* password changed");
+    let mut c = Client::connect(server.addr, 35);
+    c.expect("? name");
+    c.send("/login multi pw-m");
+    c.expect("! wrong password");
+    c.send("/login multi pw-new");
+    c.expect("* welcome multi");
 }
