@@ -396,7 +396,7 @@ fn run_server(args: ServerArgs, default_log: &str, service: Arc<dyn Service>) ->
     let target = LogTarget::from_arg(args.log.as_deref().unwrap_or(default_log));
     let logging = logging::init(&target, args.verbose)?;
     let fd_limit = tcpkit::fdlimit::raise();
-    let (ceiling, bound_by) = server::client_ceiling(fd_limit);
+    let (ceiling, bound_by) = server::client_ceiling(fd_limit, service.threads_per_client());
     let max_clients = args.max_clients.min(ceiling);
     if max_clients < args.max_clients {
         eprintln!(

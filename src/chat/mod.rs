@@ -215,6 +215,11 @@ impl Service for Chat {
         }
     }
 
+    fn threads_per_client(&self) -> usize {
+        // The connection's reader thread and its writer thread.
+        2
+    }
+
     fn console_help(&self) -> &'static [&'static str] {
         &[
             "who             users online, with their addresses",

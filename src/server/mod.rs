@@ -33,11 +33,12 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// The line a client over the limit gets before the server closes its connection.
 pub const FULL_LINE: &[u8] = b"! server full, try again later\n";
 
-/// The most clients one process can serve with a thread each on this machine, and the name of
-/// the limit that binds: open files (one socket each), threads (`kernel.pid_max`,
-/// `kernel.threads-max`) or memory mappings (`vm.max_map_count`, two per thread stack), each
-/// less a reserve for everything else.
-pub fn client_ceiling(fd_limit: u64) -> (usize, &'static str) {
+/// The most clients one process can serve on this machine with `threads_per_client` threads
+/// each, and the name of the limit that binds: open files (one socket each), threads
+/// (`kernel.pid_max`, `kernel.threads-max`) or memory mappings (`vm.max_map_count`, two per
+/// thread stack), each less a reserve for everything else.
+pub fn client_ceiling(fd_limit: u64, threads_per_client: usize) -> (usize, &'static str) {
+    let per = threads_per_client.max(1);
     const RESERVE: usize = 1000;
     let read = |path: &str| {
         std::fs::read_to_string(path)
@@ -49,18 +50,16 @@ pub fn client_ceiling(fd_limit: u64) -> (usize, &'static str) {
         .into_iter()
         .chain(read("/proc/sys/kernel/threads-max"))
         .min();
-    if let Some(t) = threads
-        && t.saturating_sub(RESERVE) < best.0
+    if let Some(t) = threads.map(|t| (t.saturating_sub(RESERVE) / per).max(1))
+        && t < best.0
     {
-        best = (
-            t.saturating_sub(RESERVE).max(1),
-            "the thread limit (kernel.pid_max)",
-        );
+        best = (t, "the thread limit (kernel.pid_max)");
     }
-    if let Some(m) = read("/proc/sys/vm/max_map_count")
-        && (m / 2).saturating_sub(RESERVE) < best.0
+    if let Some(m) =
+        read("/proc/sys/vm/max_map_count").map(|m| ((m / 2).saturating_sub(RESERVE) / per).max(1))
+        && m < best.0
     {
-        best = ((m / 2).saturating_sub(RESERVE).max(1), "vm.max_map_count");
+        best = (m, "vm.max_map_count");
     }
     best
 }
@@ -107,6 +106,12 @@ pub trait Service: Send + Sync + 'static {
     /// service handles it.
     fn console_command(&self, _command: &str, _args: &str) -> Option<String> {
         None
+    }
+
+    /// Threads one client costs (the core's reader thread, plus any the service starts), for
+    /// sizing the client limit below the kernel's thread limit.
+    fn threads_per_client(&self) -> usize {
+        1
     }
 
     /// Lines added to the console's `help`, one per service command.
