@@ -19,6 +19,8 @@ const CHUNK: u64 = 64;
 /// Launches between two looks at the epoll set, so answers are read (and round-trip times
 /// measured) promptly even while a large window is being filled.
 const LAUNCH_BURST: usize = 128;
+/// Round-trip estimates kept per worker at most, so a scan of a large block stays bounded.
+const RTT_HOSTS: usize = 4096;
 /// A worker sends its results to the collector once it holds this many.
 const BATCH: usize = 256;
 /// How long a worker with nothing in flight waits before retrying after running out of
@@ -149,6 +151,8 @@ pub(crate) struct Worker<'a> {
     /// The claimed but not yet launched part of the shared index space.
     claimed: std::ops::Range<u64>,
     rtt: HashMap<u64, Option<Rtt>>,
+    /// Size of `rtt` at which old hosts are next pruned (amortized).
+    rtt_prune_at: usize,
     batch: Vec<Settled>,
     /// Cached host address for the host index last looked up.
     host_cache: Option<(u64, std::net::IpAddr)>,
@@ -175,6 +179,7 @@ impl<'a> Worker<'a> {
             again: VecDeque::new(),
             claimed: 0..0,
             rtt: HashMap::new(),
+            rtt_prune_at: RTT_HOSTS,
             batch: Vec::with_capacity(BATCH),
             host_cache: None,
         })
@@ -362,6 +367,13 @@ impl<'a> Worker<'a> {
             if let Some(t0) = started {
                 let host = index / self.job.ports.len() as u64;
                 Rtt::update(self.rtt.entry(host).or_default(), t0.elapsed());
+                if self.rtt.len() > self.rtt_prune_at {
+                    // Hosts are scanned in order: forget those well behind the work claimed
+                    // (a late retry for one of them just waits the longest timeout).
+                    let low = self.claimed.start / self.job.ports.len() as u64;
+                    self.rtt.retain(|h, _| h + RTT_HOSTS as u64 / 2 >= low);
+                    self.rtt_prune_at = (self.rtt.len() * 2).max(RTT_HOSTS);
+                }
             }
             if self.cap < self.max_cap {
                 self.cap += 1;
