@@ -31,6 +31,77 @@ pub fn line(text: String) -> Line {
     Arc::from(text.into_bytes().into_boxed_slice())
 }
 
+/// Several lines in one shared buffer, each tagged with the connection it came from: what the
+/// relay hands the hub. Every recipient queues a view of the same buffer (one reference, one
+/// `iovec`), leaving out only its own lines, so fan-out costs neither a copy nor a reference
+/// count per line and recipient.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    buf: Line,
+    /// Each line's byte range in `buf` and the connection it came from.
+    spans: Vec<(std::ops::Range<usize>, Option<u64>)>,
+}
+
+impl Batch {
+    /// Builds a batch from formatted lines and their senders.
+    pub fn new<'a>(lines: impl IntoIterator<Item = (&'a str, Option<u64>)>) -> Self {
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        for (text, from) in lines {
+            let start = buf.len();
+            buf.extend_from_slice(text.as_bytes());
+            spans.push((start..buf.len(), from));
+        }
+        Batch {
+            buf: Arc::from(buf.into_boxed_slice()),
+            spans,
+        }
+    }
+
+    /// The parts of the buffer that connection `me` should get: everything but its own lines,
+    /// as few ranges as possible.
+    fn view_for(&self, me: u64) -> Vec<Chunk> {
+        let mut out: Vec<Chunk> = Vec::new();
+        for (range, from) in &self.spans {
+            if *from == Some(me) {
+                continue;
+            }
+            match out.last_mut() {
+                Some(c) if c.end == range.start => c.end = range.end,
+                _ => out.push(Chunk {
+                    buf: self.buf.clone(),
+                    start: range.start,
+                    end: range.end,
+                }),
+            }
+        }
+        out
+    }
+}
+
+/// A piece of a shared buffer waiting to be written.
+#[derive(Debug, Clone)]
+struct Chunk {
+    buf: Line,
+    start: usize,
+    end: usize,
+}
+
+impl Chunk {
+    fn whole(buf: Line) -> Self {
+        let end = buf.len();
+        Chunk { buf, start: 0, end }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+}
+
 /// One connection's output: the socket and the queue of lines the kernel has not taken yet.
 #[derive(Debug)]
 pub struct Outbox {
@@ -42,9 +113,7 @@ pub struct Outbox {
 
 #[derive(Debug, Default)]
 struct OutState {
-    queue: VecDeque<Line>,
-    /// Bytes of the front line already written.
-    front_done: usize,
+    queue: VecDeque<Chunk>,
     /// Unwritten bytes in the queue.
     bytes: usize,
     closed: bool,
@@ -69,13 +138,25 @@ pub enum Pushed {
     Overflow,
 }
 
-/// Writes as much of `lines` (the first starting at byte `skip`) as the socket takes without
-/// blocking; returns the bytes written, or the error (`WouldBlock` counts as 0 written).
-fn send_now(conn: &Conn, lines: &[&Line], skip: usize, blocking: bool) -> std::io::Result<usize> {
-    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(lines.len().min(MAX_SLICES));
-    for (i, l) in lines.iter().take(MAX_SLICES).enumerate() {
-        slices.push(IoSlice::new(if i == 0 { &l[skip..] } else { &l[..] }));
-    }
+/// Writes as much of `chunks` (the first starting at byte `skip`) as the socket takes, without
+/// blocking unless asked; returns the bytes written, or the error (`WouldBlock` counts as 0).
+fn send_now<'a>(
+    conn: &Conn,
+    chunks: impl Iterator<Item = &'a Chunk>,
+    skip: usize,
+    blocking: bool,
+) -> std::io::Result<usize> {
+    let slices: Vec<IoSlice<'_>> = chunks
+        .take(MAX_SLICES)
+        .enumerate()
+        .map(|(i, c)| {
+            IoSlice::new(if i == 0 {
+                &c.bytes()[skip..]
+            } else {
+                c.bytes()
+            })
+        })
+        .collect();
     let flags = libc::MSG_NOSIGNAL | if blocking { 0 } else { libc::MSG_DONTWAIT };
     loop {
         match socket2::SockRef::from(conn.stream()).send_vectored_with_flags(&slices, flags) {
@@ -104,19 +185,18 @@ impl Outbox {
 
     /// Delivers one line without blocking.
     pub fn push(&self, line: Line) -> Pushed {
-        self.push_all(&[(line, None)], u64::MAX)
+        self.deliver(vec![Chunk::whole(line)])
     }
 
-    /// Delivers several lines, in order, leaving out those that came from connection `skip`:
-    /// written at once if nothing is queued (as far as the kernel takes them), the rest queued
-    /// for the writer thread, which is woken at most once.
-    pub fn push_all(&self, lines: &[(Line, Option<u64>)], skip: u64) -> Pushed {
-        let mine: Vec<&Line> = lines
-            .iter()
-            .filter(|(_, from)| *from != Some(skip))
-            .map(|(l, _)| l)
-            .collect();
-        if mine.is_empty() {
+    /// Delivers a batch, leaving out the lines that came from this outbox's own connection.
+    pub fn push_batch(&self, batch: &Batch) -> Pushed {
+        self.deliver(batch.view_for(self.conn.id))
+    }
+
+    /// Writes `chunks` at once if nothing is queued (as far as the kernel takes them) and
+    /// queues the rest for the writer thread, which is woken at most once.
+    fn deliver(&self, chunks: Vec<Chunk>) -> Pushed {
+        if chunks.is_empty() {
             return Pushed::Queued;
         }
         let mut s = self.state();
@@ -126,11 +206,11 @@ impl Outbox {
         let mut first = 0;
         let mut skip_bytes = 0;
         if s.queue.is_empty() && !s.writing && !s.stuck {
-            match send_now(&self.conn, &mine, 0, false) {
+            match send_now(&self.conn, chunks.iter(), 0, false) {
                 Ok(mut n) => {
                     self.conn.count_out(n);
-                    while first < mine.len() && n >= mine[first].len() {
-                        n -= mine[first].len();
+                    while first < chunks.len() && n >= chunks[first].len() {
+                        n -= chunks[first].len();
                         first += 1;
                     }
                     skip_bytes = n;
@@ -145,16 +225,10 @@ impl Outbox {
                 }
             }
         }
-        if first == mine.len() {
+        if first == chunks.len() {
             return Pushed::Queued;
         }
-        if s.queue.is_empty() {
-            s.front_done = skip_bytes;
-        }
-        let mut added = mine[first].len() - skip_bytes;
-        for l in &mine[first + 1..] {
-            added += l.len();
-        }
+        let added: usize = chunks[first..].iter().map(Chunk::len).sum::<usize>() - skip_bytes;
         let after = s.bytes + added;
         if after > self.max_bytes && (s.stuck || after > self.max_bytes * BURST_FACTOR) {
             Self::overflow(&mut s);
@@ -163,7 +237,12 @@ impl Outbox {
             return Pushed::Overflow;
         }
         s.bytes = after;
-        s.queue.extend(mine[first..].iter().map(|l| Arc::clone(l)));
+        let mut rest = chunks.into_iter().skip(first);
+        if let Some(mut c) = rest.next() {
+            c.start += skip_bytes;
+            s.queue.push_back(c);
+        }
+        s.queue.extend(rest);
         let wake = s.waiting;
         s.waiting = false;
         drop(s);
@@ -196,9 +275,8 @@ impl Outbox {
     /// offered without blocking; when the kernel refuses part of it the client is "stuck", and
     /// the writer blocks (up to the socket's write timeout) for the rest.
     pub fn drain(&self) {
-        let mut batch: Vec<Line> = Vec::with_capacity(256);
+        let mut batch: Vec<Chunk> = Vec::with_capacity(256);
         loop {
-            let mut skip;
             {
                 let mut s = self.state();
                 loop {
@@ -213,25 +291,23 @@ impl Outbox {
                     s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
                 }
                 batch.extend(s.queue.drain(..));
-                skip = s.front_done;
-                s.front_done = 0;
                 s.bytes = 0;
                 s.writing = true;
             }
             let mut blocking = false;
             while !batch.is_empty() {
-                let refs: Vec<&Line> = batch.iter().collect();
-                match send_now(&self.conn, &refs, skip, blocking) {
+                match send_now(&self.conn, batch.iter(), 0, blocking) {
                     Ok(mut n) => {
                         self.conn.count_out(n);
                         let mut done = 0;
-                        while done < batch.len() && n >= batch[done].len() - skip {
-                            n -= batch[done].len() - skip;
-                            skip = 0;
+                        while done < batch.len() && n >= batch[done].len() {
+                            n -= batch[done].len();
                             done += 1;
                         }
-                        skip += n;
                         batch.drain(..done);
+                        if let Some(c) = batch.first_mut() {
+                            c.start += n;
+                        }
                         if !batch.is_empty() && !blocking {
                             blocking = true;
                             if !self.set_stuck(true) {
@@ -293,9 +369,9 @@ pub trait Hub: Send + Sync {
     fn leave(&self, conn_id: u64) -> Option<Arc<Member>>;
     /// Sends a line to every member but the connection `except`.
     fn broadcast(&self, line: &Line, except: Option<u64>);
-    /// Sends a batch of lines, in order, each to every member but the connection it came from
-    /// (the `Option<u64>`); each recipient is woken once for the whole batch.
-    fn broadcast_all(&self, lines: &[(Line, Option<u64>)]);
+    /// Sends a batch of lines, in order, each to every member but the connection it came
+    /// from; each recipient gets one view of the shared buffer and is woken at most once.
+    fn broadcast_all(&self, batch: &Batch);
     /// Sends a line to every connection of user `name` (any case); returns how many got it.
     fn send_to(&self, name: &str, line: &Line) -> usize;
     /// The names online (each once, sorted) with their connections' addresses.
@@ -363,9 +439,9 @@ impl Hub for LocalHub {
         }
     }
 
-    fn broadcast_all(&self, lines: &[(Line, Option<u64>)]) {
+    fn broadcast_all(&self, batch: &Batch) {
         for m in self.current().iter() {
-            if m.outbox.push_all(lines, m.conn.id) == Pushed::Overflow {
+            if m.outbox.push_batch(batch) == Pushed::Overflow {
                 tracing::warn!(peer = %m.conn.peer, user = %m.name, "send queue exceeded: disconnecting");
                 m.conn.close();
             }

@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::server::{Conn, Service};
 use crate::store::{NewMessage, Store};
-use hub::{Hub, Line, Outbox, line};
+use hub::{Batch, Hub, Outbox, line};
 
 /// The default send-queue limit: a client this far behind is disconnected.
 pub const DEFAULT_MAX_SENDQ: usize = 1024 * 1024;
@@ -32,9 +32,13 @@ const GROUP_COMMIT_BYTES: usize = 256 * 1024;
 /// The relay keeps a batch open while lines keep coming (each within [`LINGER_GAP`] of the
 /// last), up to this long: under load a wake-up and a write per line and recipient become
 /// one per batch, while a lone line waits at most one gap.
-const LINGER: Duration = Duration::from_millis(10);
-/// See [`LINGER`].
+const LINGER: Duration = Duration::from_millis(50);
+/// See [`LINGER`]: the gap in a quiet room (the previous batch was small).
 const LINGER_GAP: Duration = Duration::from_micros(300);
+/// The gap in a busy room (the previous batch held at least [`BUSY_BATCH`] lines).
+const LINGER_GAP_BUSY: Duration = Duration::from_millis(2);
+/// A batch this large means the room is busy.
+const BUSY_BATCH: usize = 32;
 /// Lines waiting for the relay before senders wait (back-pressure to fast senders).
 const RELAY_QUEUE: usize = 16 * 1024;
 
@@ -125,12 +129,13 @@ impl Chat {
 /// Stores each batch of waiting lines in one transaction, then delivers them.
 fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
     let mut batch: Vec<Outgoing> = Vec::with_capacity(GROUP_COMMIT);
+    let mut gap = LINGER_GAP;
     while let Ok(first) = rx.recv() {
         let mut bytes = first.text.len();
         batch.push(first);
         let until = std::time::Instant::now() + LINGER;
         while batch.len() < GROUP_COMMIT && bytes < GROUP_COMMIT_BYTES {
-            let next = (std::time::Instant::now() + LINGER_GAP).min(until);
+            let next = (std::time::Instant::now() + gap).min(until);
             match rx.recv_deadline(next) {
                 Ok(m) => {
                     bytes += m.text.len();
@@ -139,6 +144,11 @@ fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
                 Err(_) => break,
             }
         }
+        gap = if batch.len() >= BUSY_BATCH {
+            LINGER_GAP_BUSY
+        } else {
+            LINGER_GAP
+        };
         let rows: Vec<NewMessage> = batch
             .iter()
             .map(|m| NewMessage {
@@ -148,11 +158,11 @@ fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
             .collect();
         match store.append(&rows) {
             Ok(()) => {
-                let lines: Vec<(Line, Option<u64>)> = batch
+                let texts: Vec<(String, Option<u64>)> = batch
                     .drain(..)
-                    .map(|m| (line(protocol::public(&m.name, &m.text)), Some(m.from)))
+                    .map(|m| (protocol::public(&m.name, &m.text), Some(m.from)))
                     .collect();
-                hub.broadcast_all(&lines);
+                hub.broadcast_all(&Batch::new(texts.iter().map(|(t, f)| (t.as_str(), *f))));
             }
             Err(e) => {
                 tracing::error!(error = %e, lines = batch.len(), "cannot store messages: not sent");
