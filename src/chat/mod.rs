@@ -4,7 +4,7 @@
 //!
 //! Public messages take one path: the sender's thread sanitizes the line and hands it to the
 //! relay thread, which stores a batch of lines in one transaction (a group commit) and only
-//! then gives each line, formatted once and shared, to the [`hub::Hub`] for delivery. So a
+//! then formats the batch into one shared buffer for the [`hub::Hub`] to deliver. So a
 //! message any client saw is on disk, and every client sees messages in the same order.
 
 pub mod auth;
