@@ -16,11 +16,21 @@ fn running_out_of_descriptors_is_back_pressure_not_closed() {
     all.extend(&closed);
     let ports = PortList::parse(&port_list(&all)).unwrap();
 
-    // Leave room for the two workers' epoll descriptors and one socket between them, so
-    // the workers really meet EMFILE while asking for 2000 connects in flight.
-    let in_use = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    // Use up every descriptor but the two the workers' epoll sets need, so that the first
+    // socket of the scan meets EMFILE; a moment later one descriptor frees up and the scan goes
+    // on through it, the two workers taking turns.
     let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
-    rlimit::setrlimit(rlimit::Resource::NOFILE, in_use + 1, hard).unwrap();
+    rlimit::setrlimit(rlimit::Resource::NOFILE, 256, hard).unwrap();
+    let mut fillers = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        fillers.push(f);
+    }
+    fillers.truncate(fillers.len() - 2);
+    let freed_later = fillers.pop().unwrap();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(freed_later);
+    });
 
     let targets = TargetList::resolve(
         &[TargetSpec::parse("127.0.0.1").unwrap()],
@@ -40,6 +50,8 @@ fn running_out_of_descriptors_is_back_pressure_not_closed() {
         }
     })
     .unwrap();
+    releaser.join().unwrap();
+    drop(fillers);
     rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard).unwrap();
 
     let mut want_open = open_ports.clone();
