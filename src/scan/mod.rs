@@ -213,11 +213,21 @@ pub fn scan(
     let (tx, rx) = crossbeam_channel::bounded::<Vec<Settled>>(1024);
     let mut collector = Collector::new(targets, ports, started);
     let worker_results = std::thread::scope(|s| {
-        let mut handles = Vec::with_capacity(threads);
+        // Every worker's epoll set is made before any worker starts, so a running worker's
+        // sockets cannot take the descriptor the next epoll set needs. Short of descriptors,
+        // the scan goes on with the workers it could make (at least one).
+        let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
             let share =
                 config.concurrency / threads + usize::from(i < config.concurrency % threads);
-            let worker = Worker::new(&job, tx.clone(), share)?;
+            match Worker::new(&job, tx.clone(), share) {
+                Ok(w) => workers.push(w),
+                Err(e) if workers.is_empty() => return Err(e),
+                Err(_) => break,
+            }
+        }
+        let mut handles = Vec::with_capacity(workers.len());
+        for (i, worker) in workers.into_iter().enumerate() {
             let handle = std::thread::Builder::new()
                 .name(format!("scan-{i}"))
                 .stack_size(256 * 1024)
