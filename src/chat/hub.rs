@@ -376,6 +376,8 @@ pub trait Hub: Send + Sync {
     fn send_to(&self, name: &str, line: &Line) -> usize;
     /// The names online (each once, sorted) with their connections' addresses.
     fn online(&self) -> Vec<(String, Vec<SocketAddr>)>;
+    /// How many logged-in connections there are.
+    fn connections(&self) -> usize;
     /// Disconnects every connection of `name`; returns how many.
     fn kick(&self, name: &str) -> usize;
     /// Disconnects everyone.
@@ -465,6 +467,10 @@ impl Hub for LocalHub {
             by_name.entry(m.name.clone()).or_default().push(m.conn.peer);
         }
         by_name.into_iter().collect()
+    }
+
+    fn connections(&self) -> usize {
+        self.current().len()
     }
 
     fn kick(&self, name: &str) -> usize {

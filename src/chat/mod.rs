@@ -30,9 +30,12 @@ const GROUP_COMMIT: usize = 4096;
 /// outbox, so it stays well below the send-queue limits.
 const GROUP_COMMIT_BYTES: usize = 256 * 1024;
 /// The relay keeps a batch open while lines keep coming (each within [`LINGER_GAP`] of the
-/// last), up to this long: under load a wake-up and a write per line and recipient become
-/// one per batch, while a lone line waits at most one gap.
-const LINGER: Duration = Duration::from_millis(50);
+/// last), up to this long at most: under load a write per line and recipient becomes one per
+/// batch, while a lone line waits at most one gap.
+const LINGER: Duration = Duration::from_millis(100);
+/// In a busy room a batch may stay open this long per connected recipient (up to [`LINGER`]):
+/// fan-out costs a write per recipient and batch, so bigger rooms get bigger batches.
+const LINGER_PER_MEMBER: Duration = Duration::from_micros(100);
 /// See [`LINGER`]: the gap in a quiet room (the previous batch was small).
 const LINGER_GAP: Duration = Duration::from_micros(300);
 /// The gap in a busy room (the previous batch held at least [`BUSY_BATCH`] lines).
@@ -133,7 +136,14 @@ fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
     while let Ok(first) = rx.recv() {
         let mut bytes = first.text.len();
         batch.push(first);
-        let until = std::time::Instant::now() + LINGER;
+        // After a quiet spell a batch closes within LINGER_GAP_BUSY, so a burst starts moving
+        // at once; batches after busy ones may stay open up to LINGER and grow.
+        let open_for = if gap == LINGER_GAP {
+            LINGER_GAP_BUSY
+        } else {
+            (LINGER_PER_MEMBER * hub.connections() as u32).clamp(LINGER_GAP_BUSY, LINGER)
+        };
+        let until = std::time::Instant::now() + open_for;
         while batch.len() < GROUP_COMMIT && bytes < GROUP_COMMIT_BYTES {
             let next = (std::time::Instant::now() + gap).min(until);
             match rx.recv_deadline(next) {
