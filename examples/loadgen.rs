@@ -234,6 +234,9 @@ mod chat {
         writable_wait: bool,
     }
 
+    /// How long an idle wait for events lasts outside the measured run.
+    const TICK: Duration = Duration::from_millis(20);
+
     fn opt<'a>(opts: &'a HashMap<String, String>, k: &str, d: &'a str) -> &'a str {
         opts.get(k).map_or(d, |s| s.as_str())
     }
@@ -327,27 +330,11 @@ mod chat {
                 cs[0].stream.write_all(b"PROBE\n").unwrap();
                 last_probe = Instant::now();
             }
-            pump(
-                &mut poll,
-                &mut events,
-                &mut cs,
-                &mut buf,
-                None,
-                Duration::from_millis(20),
-                None,
-            );
+            pump(&mut poll, &mut events, &mut cs, &mut buf, None, TICK, None);
         }
         let settle = Instant::now() + Duration::from_millis(500);
         while Instant::now() < settle {
-            pump(
-                &mut poll,
-                &mut events,
-                &mut cs,
-                &mut buf,
-                None,
-                Duration::from_millis(20),
-                None,
-            );
+            pump(&mut poll, &mut events, &mut cs, &mut buf, None, TICK, None);
         }
         for c in cs.iter_mut() {
             c.last = vec![-1; senders];

@@ -117,7 +117,6 @@ struct OutState {
     /// Unwritten bytes in the queue.
     bytes: usize,
     closed: bool,
-    overflowed: bool,
     /// The writer is asleep on `ready`: only then does a push pay for a wake-up.
     waiting: bool,
     /// The writer is writing outside the lock: nobody else may write now.
@@ -133,8 +132,8 @@ pub enum Pushed {
     Queued,
     /// The outbox was already closed; the line was dropped.
     Closed,
-    /// This line took the queue past its limit: the outbox is now closed and the connection
-    /// must be dropped.
+    /// This line took the queue past its limit: the outbox is closed, the connection shut
+    /// down and the reason logged.
     Overflow,
 }
 
@@ -233,7 +232,7 @@ impl Outbox {
         if after > self.max_bytes && (s.stuck || after > self.max_bytes * BURST_FACTOR) {
             Self::overflow(&mut s);
             drop(s);
-            self.ready.notify_all();
+            self.cut();
             return Pushed::Overflow;
         }
         s.bytes = after;
@@ -254,7 +253,6 @@ impl Outbox {
 
     fn overflow(s: &mut OutState) {
         s.closed = true;
-        s.overflowed = true;
         s.queue.clear();
         s.bytes = 0;
     }
@@ -263,11 +261,6 @@ impl Outbox {
     pub fn close(&self) {
         self.state().closed = true;
         self.ready.notify_all();
-    }
-
-    /// True once the queue overflowed.
-    pub fn overflowed(&self) -> bool {
-        self.state().overflowed
     }
 
     /// The writer thread's loop: waits for queued lines and writes them, several per system
@@ -330,7 +323,7 @@ impl Outbox {
     }
 
     /// Marks whether the kernel is refusing this connection's writes. Returns false when,
-    /// stuck, the queue is already past its limit (the outbox is then closed as overflowed).
+    /// stuck, the queue is already past its limit (the outbox is then closed).
     fn set_stuck(&self, stuck: bool) -> bool {
         let mut s = self.state();
         s.stuck = stuck;
@@ -408,13 +401,6 @@ impl LocalHub {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
-
-    fn deliver(m: &Member, line: &Line) {
-        if m.outbox.push(line.clone()) == Pushed::Overflow {
-            tracing::warn!(peer = %m.conn.peer, user = %m.name, "send queue exceeded: disconnecting");
-            m.conn.close();
-        }
-    }
 }
 
 impl Hub for LocalHub {
@@ -436,17 +422,14 @@ impl Hub for LocalHub {
     fn broadcast(&self, line: &Line, except: Option<u64>) {
         for m in self.current().iter() {
             if Some(m.conn.id) != except {
-                Self::deliver(m, line);
+                m.outbox.push(line.clone());
             }
         }
     }
 
     fn broadcast_all(&self, batch: &Batch) {
         for m in self.current().iter() {
-            if m.outbox.push_batch(batch) == Pushed::Overflow {
-                tracing::warn!(peer = %m.conn.peer, user = %m.name, "send queue exceeded: disconnecting");
-                m.conn.close();
-            }
+            m.outbox.push_batch(batch);
         }
     }
 
@@ -454,7 +437,7 @@ impl Hub for LocalHub {
         let mut n = 0;
         for m in self.current().iter() {
             if m.name.eq_ignore_ascii_case(name) {
-                Self::deliver(m, line);
+                m.outbox.push(line.clone());
                 n += 1;
             }
         }

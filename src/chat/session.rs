@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Chat;
 use super::auth::{new_token, token_hash};
-use super::hub::{Line, Member, Outbox, Pushed, line};
+use super::hub::{Line, Member, Outbox, line};
 use super::protocol::{self, Request, error, info, prompt, valid_name};
 use crate::server::Conn;
 
@@ -84,10 +84,8 @@ impl Session<'_> {
     }
 
     fn push(&self, l: Line) {
-        if self.outbox.push(l) == Pushed::Overflow {
-            tracing::warn!(peer = %self.conn.peer, "send queue exceeded: disconnecting");
-            self.conn.close();
-        }
+        // An overflow closes the connection inside the outbox; the read loop then ends.
+        self.outbox.push(l);
     }
 
     fn serve(&mut self) {
@@ -433,15 +431,12 @@ impl Session<'_> {
     }
 
     fn leave(&mut self) {
-        if let Some(name) = self.user.take() {
-            if self.chat.hub.leave(self.conn.id).is_some() {
-                self.chat
-                    .hub
-                    .broadcast(&line(info(&format!("{name} left"))), None);
-            }
-            if self.outbox.overflowed() {
-                tracing::warn!(peer = %self.conn.peer, user = %name, "disconnected: send queue exceeded");
-            }
+        if let Some(name) = self.user.take()
+            && self.chat.hub.leave(self.conn.id).is_some()
+        {
+            self.chat
+                .hub
+                .broadcast(&line(info(&format!("{name} left"))), None);
         }
     }
 }

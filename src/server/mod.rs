@@ -359,11 +359,6 @@ impl ServerHandle {
         }
     }
 
-    /// The live clients, for service commands such as `who` and `kick`.
-    pub fn clients(&self) -> Vec<Arc<Conn>> {
-        self.shared.clients().values().cloned().collect()
-    }
-
     /// Stops accepting, closes every client and waits (at most [`SHUTDOWN_GRACE`]) for their
     /// threads to finish. Idempotent.
     pub fn shutdown(&self) {
