@@ -69,7 +69,7 @@ def run(name, case, port, work):
         if stall:
             args += ["--stall", "1"]
         if name == "tcpkit":
-            args += ["--login-fmt", "/register u{i} bench-pw-{i}", "--ready-marker", "* online"]
+            args += ["--login-fmt", "/register user{i} bench-pw-{i}", "--ready-marker", "* online"]
         out = subprocess.run(args, capture_output=True, text=True, timeout=600)
         if out.returncode != 0:
             return {"error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
