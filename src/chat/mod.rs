@@ -40,6 +40,9 @@ const LINGER_PER_MEMBER: Duration = Duration::from_micros(100);
 const LINGER_GAP: Duration = Duration::from_micros(300);
 /// The gap in a busy room (the previous batch held at least [`BUSY_BATCH`] lines).
 const LINGER_GAP_BUSY: Duration = Duration::from_millis(2);
+/// The most lines in the first batch after a quiet spell: it goes out at once, and the
+/// next, larger batches gather while it is stored and sent.
+const FIRST_BATCH: usize = 256;
 /// A batch this large means the room is busy.
 const BUSY_BATCH: usize = 32;
 /// Lines waiting for the relay before senders wait (back-pressure to fast senders).
@@ -136,15 +139,19 @@ fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
     while let Ok(first) = rx.recv() {
         let mut bytes = first.text.len();
         batch.push(first);
-        // After a quiet spell a batch closes within LINGER_GAP_BUSY, so a burst starts moving
-        // at once; batches after busy ones may stay open up to LINGER and grow.
-        let open_for = if gap == LINGER_GAP {
-            LINGER_GAP_BUSY
+        // After a quiet spell a batch closes after one short gap or FIRST_BATCH lines, so a
+        // burst starts moving at once; batches after busy ones may stay open up to LINGER and
+        // grow while the one before is stored and sent.
+        let (open_for, most) = if gap == LINGER_GAP {
+            (LINGER_GAP, FIRST_BATCH)
         } else {
-            (LINGER_PER_MEMBER * hub.connections() as u32).clamp(LINGER_GAP_BUSY, LINGER)
+            (
+                (LINGER_PER_MEMBER * hub.connections() as u32).clamp(LINGER_GAP_BUSY, LINGER),
+                GROUP_COMMIT,
+            )
         };
         let until = std::time::Instant::now() + open_for;
-        while batch.len() < GROUP_COMMIT && bytes < GROUP_COMMIT_BYTES {
+        while batch.len() < most && bytes < GROUP_COMMIT_BYTES {
             let next = (std::time::Instant::now() + gap).min(until);
             match rx.recv_deadline(next) {
                 Ok(m) => {
@@ -166,13 +173,23 @@ fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
                 text: m.text.clone(),
             })
             .collect();
-        match store.append(&rows) {
+        let t_store = std::time::Instant::now();
+        let stored = store.append(&rows);
+        let store_us = t_store.elapsed().as_micros() as u64;
+        match stored {
             Ok(()) => {
                 let texts: Vec<(String, Option<u64>)> = batch
                     .drain(..)
                     .map(|m| (protocol::public(&m.name, &m.text), Some(m.from)))
                     .collect();
+                let t_send = std::time::Instant::now();
                 hub.broadcast_all(&Batch::new(texts.iter().map(|(t, f)| (t.as_str(), *f))));
+                tracing::debug!(
+                    lines = texts.len(),
+                    store_us,
+                    send_us = t_send.elapsed().as_micros() as u64,
+                    "batch stored and sent"
+                );
             }
             Err(e) => {
                 tracing::error!(error = %e, lines = batch.len(), "cannot store messages: not sent");
