@@ -40,6 +40,9 @@ pub struct Batch {
     buf: Line,
     /// Each line's byte range in `buf` and the connection it came from.
     spans: Vec<(std::ops::Range<usize>, Option<u64>)>,
+    /// The connections with lines in the batch, sorted, each once: everyone else gets all
+    /// of `buf` as one view.
+    senders: Vec<u64>,
 }
 
 impl Batch {
@@ -47,20 +50,32 @@ impl Batch {
     pub fn new<'a>(lines: impl IntoIterator<Item = (&'a str, Option<u64>)>) -> Self {
         let mut buf = Vec::new();
         let mut spans = Vec::new();
+        let mut senders = Vec::new();
         for (text, from) in lines {
             let start = buf.len();
             buf.extend_from_slice(text.as_bytes());
             spans.push((start..buf.len(), from));
+            senders.extend(from);
         }
+        senders.sort_unstable();
+        senders.dedup();
         Batch {
             buf: Arc::from(buf.into_boxed_slice()),
             spans,
+            senders,
         }
     }
 
     /// The parts of the buffer that connection `me` should get: everything but its own lines,
     /// as few ranges as possible.
     fn view_for(&self, me: u64) -> Vec<Chunk> {
+        if self.senders.binary_search(&me).is_err() {
+            return if self.buf.is_empty() {
+                Vec::new()
+            } else {
+                vec![Chunk::whole(self.buf.clone())]
+            };
+        }
         let mut out: Vec<Chunk> = Vec::new();
         for (range, from) in &self.spans {
             if *from == Some(me) {
@@ -475,5 +490,37 @@ impl Hub for LocalHub {
             m.conn.close();
         }
         all.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(chunks: &[Chunk]) -> String {
+        chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(c.bytes()).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_view_leaves_out_only_the_recipients_own_lines() {
+        let batch = Batch::new([
+            ("<a> 1\n", Some(1)),
+            ("<b> 2\n", Some(2)),
+            ("<a> 3\n", Some(1)),
+            ("* x joined\n", None),
+            ("<b> 4\n", Some(2)),
+        ]);
+        let all = "<a> 1\n<b> 2\n<a> 3\n* x joined\n<b> 4\n";
+        let for_other = batch.view_for(7);
+        assert_eq!(for_other.len(), 1, "a non-sender gets one view");
+        assert_eq!(text(&for_other), all);
+        assert_eq!(text(&batch.view_for(1)), "<b> 2\n* x joined\n<b> 4\n");
+        let for_b = batch.view_for(2);
+        assert_eq!(text(&for_b), "<a> 1\n<a> 3\n* x joined\n");
+        assert_eq!(for_b.len(), 2, "adjacent lines share a view");
+        assert!(Batch::new([]).view_for(1).is_empty());
     }
 }
