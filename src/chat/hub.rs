@@ -375,8 +375,6 @@ pub trait Hub: Send + Sync {
     fn join(&self, member: Arc<Member>);
     /// Removes a connection; returns its member if it was there.
     fn leave(&self, conn_id: u64) -> Option<Arc<Member>>;
-    /// Sends a line to every member but the connection `except`.
-    fn broadcast(&self, line: &Line, except: Option<u64>);
     /// Sends a batch of lines, in order, each to every member but the connection it came
     /// from; each recipient gets one view of the shared buffer and is woken at most once.
     fn broadcast_all(&self, batch: &Batch);
@@ -432,14 +430,6 @@ impl Hub for LocalHub {
             self.refresh(&m);
         }
         gone
-    }
-
-    fn broadcast(&self, line: &Line, except: Option<u64>) {
-        for m in self.current().iter() {
-            if Some(m.conn.id) != except {
-                m.outbox.push(line.clone());
-            }
-        }
     }
 
     fn broadcast_all(&self, batch: &Batch) {

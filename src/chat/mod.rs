@@ -6,6 +6,8 @@
 //! relay thread, which stores a batch of lines in one transaction (a group commit) and only
 //! then formats the batch into one shared buffer for the [`hub::Hub`] to deliver. So a
 //! message any client saw is on disk, and every client sees messages in the same order.
+//! Joins and leaves take the same path (not stored), so a crowd leaving at once costs each
+//! remaining client a few writes, not one per departure.
 
 pub mod auth;
 pub mod client;
@@ -75,13 +77,28 @@ impl Default for ChatConfig {
     }
 }
 
-/// A public message on its way to the store and then to everyone else.
-struct Outgoing {
-    name: String,
-    text: String,
-    from: u64,
-    /// The sender's outbox, to tell it if the line could not be stored.
-    sender: Arc<Outbox>,
+/// A line on its way to everyone else, through the relay, so that every client sees every
+/// line in the same order and a burst of lines costs each client one write.
+enum Outgoing {
+    /// A public message: stored before it is sent.
+    Public {
+        name: String,
+        text: String,
+        from: u64,
+        /// The sender's outbox, to tell it if the line could not be stored.
+        sender: Arc<Outbox>,
+    },
+    /// A notice such as `* bob joined`, formatted, not stored; `except` does not get it.
+    Notice { line: String, except: Option<u64> },
+}
+
+impl Outgoing {
+    fn len(&self) -> usize {
+        match self {
+            Outgoing::Public { text, .. } => text.len(),
+            Outgoing::Notice { line, .. } => line.len(),
+        }
+    }
 }
 
 /// The chat service: shared by every connection thread.
@@ -120,24 +137,36 @@ impl Chat {
     }
 
     fn relay(&self, name: String, text: String, from: u64, sender: Arc<Outbox>) {
-        let msg = Outgoing {
+        self.to_relay(Outgoing::Public {
             name,
             text,
             from,
             sender,
-        };
+        });
+    }
+
+    /// Sends an information line (`* TEXT`) to everyone but `except`, in order with the
+    /// public messages; many at once (a crowd leaving) cost each client one write.
+    fn notice(&self, text: &str, except: Option<u64>) {
+        self.to_relay(Outgoing::Notice {
+            line: protocol::info(text),
+            except,
+        });
+    }
+
+    fn to_relay(&self, msg: Outgoing) {
         if self.relay.send(msg).is_err() {
             tracing::error!("relay thread gone: message dropped");
         }
     }
 }
 
-/// Stores each batch of waiting lines in one transaction, then delivers them.
+/// Stores each batch of waiting public lines in one transaction, then delivers the batch.
 fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
     let mut batch: Vec<Outgoing> = Vec::with_capacity(GROUP_COMMIT);
     let mut gap = LINGER_GAP;
     while let Ok(first) = rx.recv() {
-        let mut bytes = first.text.len();
+        let mut bytes = first.len();
         batch.push(first);
         // After a quiet spell a batch closes after one short gap or FIRST_BATCH lines, so a
         // burst starts moving at once; batches after busy ones may stay open up to LINGER and
@@ -155,7 +184,7 @@ fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
             let next = (std::time::Instant::now() + gap).min(until);
             match rx.recv_deadline(next) {
                 Ok(m) => {
-                    bytes += m.text.len();
+                    bytes += m.len();
                     batch.push(m);
                 }
                 Err(_) => break,
@@ -168,38 +197,50 @@ fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
         };
         let rows: Vec<NewMessage> = batch
             .iter()
-            .map(|m| NewMessage {
-                name: m.name.clone(),
-                text: m.text.clone(),
+            .filter_map(|m| match m {
+                Outgoing::Public { name, text, .. } => Some(NewMessage {
+                    name: name.clone(),
+                    text: text.clone(),
+                }),
+                Outgoing::Notice { .. } => None,
             })
             .collect();
         let t_store = std::time::Instant::now();
-        let stored = store.append(&rows);
+        let stored = if rows.is_empty() {
+            Ok(())
+        } else {
+            store.append(&rows)
+        };
         let store_us = t_store.elapsed().as_micros() as u64;
-        match stored {
-            Ok(()) => {
-                let texts: Vec<(String, Option<u64>)> = batch
-                    .drain(..)
-                    .map(|m| (protocol::public(&m.name, &m.text), Some(m.from)))
-                    .collect();
-                let t_send = std::time::Instant::now();
-                hub.broadcast_all(&Batch::new(texts.iter().map(|(t, f)| (t.as_str(), *f))));
-                tracing::debug!(
-                    lines = texts.len(),
-                    store_us,
-                    send_us = t_send.elapsed().as_micros() as u64,
-                    "batch stored and sent"
-                );
-            }
-            Err(e) => {
-                tracing::error!(error = %e, lines = batch.len(), "cannot store messages: not sent");
-                for m in batch.drain(..) {
-                    m.sender.push(line(protocol::error(
+        if let Err(e) = &stored {
+            tracing::error!(error = %e, lines = rows.len(), "cannot store messages: not sent");
+        }
+        let mut texts: Vec<(String, Option<u64>)> = Vec::with_capacity(batch.len());
+        for m in batch.drain(..) {
+            match m {
+                Outgoing::Public {
+                    name, text, from, ..
+                } if stored.is_ok() => texts.push((protocol::public(&name, &text), Some(from))),
+                Outgoing::Public { sender, .. } => {
+                    sender.push(line(protocol::error(
                         "server error: message not stored, not sent",
                     )));
                 }
+                Outgoing::Notice { line, except } => texts.push((line, except)),
             }
         }
+        if texts.is_empty() {
+            continue;
+        }
+        let t_send = std::time::Instant::now();
+        hub.broadcast_all(&Batch::new(texts.iter().map(|(t, f)| (t.as_str(), *f))));
+        tracing::debug!(
+            lines = texts.len(),
+            stored = rows.len(),
+            store_us,
+            send_us = t_send.elapsed().as_micros() as u64,
+            "batch stored and sent"
+        );
     }
 }
 

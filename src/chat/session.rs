@@ -346,8 +346,7 @@ impl Session<'_> {
             outbox: self.outbox.clone(),
         }));
         self.send(info(&format!("online: {}", self.online_names())));
-        chat.hub
-            .broadcast(&line(info(&format!("{name} joined"))), Some(self.conn.id));
+        chat.notice(&format!("{name} joined"), Some(self.conn.id));
     }
 
     fn online_names(&self) -> String {
@@ -434,9 +433,7 @@ impl Session<'_> {
         if let Some(name) = self.user.take()
             && self.chat.hub.leave(self.conn.id).is_some()
         {
-            self.chat
-                .hub
-                .broadcast(&line(info(&format!("{name} left"))), None);
+            self.chat.notice(&format!("{name} left"), None);
         }
     }
 }
