@@ -517,3 +517,38 @@ fn one_user_on_two_connections_gets_every_message_on_both() {
     c.send("/login multi pw-new");
     c.expect("* welcome multi");
 }
+
+/// The server's peak resident memory in KiB (VmHWM), from /proc.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_burst_of_registrations_keeps_memory_bounded() {
+    // Each argon2id hash works in 19 MiB. 48 registrations at once, with 2 hashes allowed at
+    // a time, must not leave 48 x 19 MiB (912 MiB) behind: the work areas are reused.
+    let server = chat_server(&["--history", "0"]);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..48)
+        .map(|i| {
+            std::thread::spawn(move || {
+                Client::register(addr, 40, &format!("burst{i}"), &format!("pw-burst-{i}"))
+            })
+        })
+        .collect();
+    let mut logged_in = Vec::new();
+    for c in clients {
+        logged_in.push(c.join().expect("every registration completes"));
+    }
+    assert_eq!(logged_in.len(), 48);
+    let peak_mib = peak_rss_kib(server.child.id()) / 1024;
+    assert!(
+        peak_mib < 200,
+        "peak RSS {peak_mib} MiB after 48 registrations (2 work areas of 19 MiB expected)"
+    );
+}

@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use sha2::{Digest, Sha256};
 
 /// OWASP's argon2id parameters: 19 MiB of memory, 2 passes, 1 lane.
@@ -23,11 +24,20 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 const MAX_TRACKED: usize = 100_000;
 
 /// Hashes and checks passwords, at most `permits` at a time (each hash takes ~19 MiB, so a
-/// burst of logins waits here instead of exhausting memory).
+/// burst of logins waits here instead of exhausting memory). Each permit's 19 MiB work area
+/// is made once and reused: a fresh one per hash cost more in the kernel (zeroing new pages,
+/// unmapping them) than argon2 spent computing.
 pub struct Hasher {
     argon: Argon2<'static>,
-    permits: Mutex<usize>,
+    params: Params,
+    pool: Mutex<Pool>,
     freed: Condvar,
+}
+
+/// Work areas not in use, and how many more may still be made.
+struct Pool {
+    idle: Vec<Vec<Block>>,
+    unmade: usize,
 }
 
 impl Hasher {
@@ -36,21 +46,34 @@ impl Hasher {
         let params = Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, 1, None)
             .expect("valid argon2 parameters");
         Hasher {
-            argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
-            permits: Mutex::new(permits.max(1)),
+            argon: Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone()),
+            params,
+            pool: Mutex::new(Pool {
+                idle: Vec::new(),
+                unmade: permits.max(1),
+            }),
             freed: Condvar::new(),
         }
     }
 
-    fn with_permit<T>(&self, f: impl FnOnce() -> T) -> T {
-        let mut p = self.permits.lock().unwrap_or_else(|e| e.into_inner());
-        while *p == 0 {
-            p = self.freed.wait(p).unwrap_or_else(|e| e.into_inner());
-        }
-        *p -= 1;
-        drop(p);
-        let out = f();
-        *self.permits.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    /// Runs `f` with a work area of this hasher's size, waiting for a permit.
+    fn with_memory<T>(&self, f: impl FnOnce(&mut [Block]) -> T) -> T {
+        let lock = || self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = lock();
+        let reused = loop {
+            if let Some(mem) = pool.idle.pop() {
+                break Some(mem);
+            }
+            if pool.unmade > 0 {
+                pool.unmade -= 1;
+                break None;
+            }
+            pool = self.freed.wait(pool).unwrap_or_else(|e| e.into_inner());
+        };
+        drop(pool);
+        let mut mem = reused.unwrap_or_else(|| vec![Block::new(); self.params.block_count()]);
+        let out = f(&mut mem);
+        lock().idle.push(mem);
         self.freed.notify_one();
         out
     }
@@ -58,17 +81,52 @@ impl Hasher {
     /// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) of a password, salted from
     /// the OS's random source.
     pub fn hash(&self, password: &str) -> String {
-        self.with_permit(|| {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).expect("the OS random source");
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        self.with_memory(|mem| {
             self.argon
-                .hash_password(password.as_bytes())
-                .expect("argon2 hashing with valid parameters")
-                .to_string()
+                .hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, mem)
         })
+        .expect("argon2 hashing with valid parameters");
+        PasswordHash {
+            algorithm: ARGON2ID_IDENT,
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&self.params).expect("argon2 parameters as PHC"),
+            salt: Some(Salt::new(&salt).expect("a 16-byte salt")),
+            hash: Some(Output::new(&out).expect("a 32-byte hash")),
+        }
+        .to_string()
     }
 
-    /// Whether `password` matches the PHC string (compared in constant time by argon2).
+    /// Whether `password` matches the PHC string; the hashes are compared in constant time.
+    /// A string with other argon2id parameters is checked with a work area of its own size.
     pub fn verify(&self, password: &str, phc: &str) -> bool {
-        self.with_permit(|| self.argon.verify_password(password.as_bytes(), phc).is_ok())
+        let Ok(stored) = PasswordHash::new(phc) else {
+            return false;
+        };
+        let (Some(salt), Some(expected), Ok(params)) =
+            (stored.salt, stored.hash, Params::try_from(&stored))
+        else {
+            return false;
+        };
+        if stored.algorithm != ARGON2ID_IDENT || expected.len() > 64 {
+            return false;
+        }
+        let Ok(version) = stored.version.map_or(Ok(Version::V0x13), Version::try_from) else {
+            return false;
+        };
+        let argon = Argon2::new(Algorithm::Argon2id, version, params.clone());
+        let mut out = vec![0u8; expected.len()];
+        let computed = self.with_memory(|mem| {
+            if params.block_count() == mem.len() {
+                argon.hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, mem)
+            } else {
+                let mut own = vec![Block::new(); params.block_count()];
+                argon.hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, &mut own)
+            }
+        });
+        computed.is_ok() && Output::new(&out).is_ok_and(|o| o == expected)
     }
 }
 
@@ -140,6 +198,37 @@ mod tests {
         assert!(h.verify("s3cret", &phc));
         assert!(!h.verify("wrong", &phc));
         assert!(!h.verify("s3cret", "not a phc string"));
+        let other = h.hash("s3cret");
+        assert_ne!(phc, other, "each hash has its own salt");
+        assert!(
+            h.verify("s3cret", &other),
+            "a reused work area gives the same answer"
+        );
+    }
+
+    #[test]
+    fn hashes_agree_with_the_argon2_crates_own_phc_api() {
+        use argon2::{PasswordHasher, PasswordVerifier};
+        let h = Hasher::new(1);
+        let ours = h.hash("pw-1");
+        assert!(h.argon.verify_password(b"pw-1", ours.as_str()).is_ok());
+        // A hash stored by the crate's own API (as earlier versions of tcpkit did) still verifies.
+        let theirs = h.argon.hash_password(b"pw-2").unwrap().to_string();
+        assert!(h.verify("pw-2", &theirs));
+        assert!(!h.verify("pw-1", &theirs));
+        // Other parameters (a smaller memory cost) are checked with a work area of their own.
+        let small = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8 * 1024, 1, 1, None).unwrap(),
+        );
+        let small_phc = small.hash_password(b"pw-3").unwrap().to_string();
+        assert!(h.verify("pw-3", &small_phc));
+        assert!(!h.verify("pw-4", &small_phc));
+        // Not argon2id: refused.
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, h.params.clone());
+        let i_phc = argon2i.hash_password(b"pw-5").unwrap().to_string();
+        assert!(!h.verify("pw-5", &i_phc));
     }
 
     #[test]
