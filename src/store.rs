@@ -124,6 +124,31 @@ impl SqliteStore {
     }
 }
 
+/// Messages stored by one INSERT statement (3 parameters each, well under SQLite's limit).
+const ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT INTO messages (at, name, text) VALUES (?,?,?), ...` for `n` rows.
+fn insert_rows(n: usize) -> String {
+    let mut sql = String::from("INSERT INTO messages (at, name, text) VALUES ");
+    for i in 0..n {
+        sql.push_str(if i == 0 { "(?,?,?)" } else { ",(?,?,?)" });
+    }
+    sql
+}
+
+fn bind_rows(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    at: i64,
+    rows: &[NewMessage],
+) -> rusqlite::Result<()> {
+    for (i, m) in rows.iter().enumerate() {
+        stmt.raw_bind_parameter(3 * i + 1, at)?;
+        stmt.raw_bind_parameter(3 * i + 2, &m.name)?;
+        stmt.raw_bind_parameter(3 * i + 3, &m.text)?;
+    }
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn find_user(&self, name: &str) -> Result<Option<Account>, StoreError> {
         Ok(self
@@ -206,12 +231,23 @@ impl Store for SqliteStore {
     fn append(&self, messages: &[NewMessage]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO messages (at, name, text) VALUES (unixepoch(), ?1, ?2)",
-            )?;
-            for m in messages {
-                stmt.execute([&m.name, &m.text])?;
+            // Rows go in ROWS_PER_INSERT at a time: one statement step per row costs more
+            // than the row itself.
+            let mut many = tx.prepare_cached(&insert_rows(ROWS_PER_INSERT))?;
+            let mut chunks = messages.chunks_exact(ROWS_PER_INSERT);
+            for chunk in &mut chunks {
+                bind_rows(&mut many, at, chunk)?;
+                many.raw_execute()?;
+            }
+            // The rest one by one, so only two statements ever sit in the cache.
+            let mut one = tx.prepare_cached(&insert_rows(1))?;
+            for row in chunks.remainder() {
+                bind_rows(&mut one, at, std::slice::from_ref(row))?;
+                one.raw_execute()?;
             }
         }
         tx.commit()?;
@@ -284,5 +320,30 @@ mod tests {
         s.clear_users().unwrap();
         assert!(s.find_user("alice").unwrap().is_none());
         assert_eq!(s.recent(10).unwrap().len(), 2, "history stays");
+    }
+
+    #[test]
+    fn a_large_batch_is_stored_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        // Two full multi-row statements and a remainder, then a single row.
+        let n = 2 * ROWS_PER_INSERT + 5;
+        let batch: Vec<NewMessage> = (0..n)
+            .map(|i| NewMessage {
+                name: format!("u{}", i % 7),
+                text: format!("line {i}"),
+            })
+            .collect();
+        s.append(&batch).unwrap();
+        s.append(&batch[..1]).unwrap();
+        let all = s.recent(1000).unwrap();
+        assert_eq!(all.len(), n + 1);
+        for (i, m) in all[..n].iter().enumerate() {
+            assert_eq!(
+                (m.name.as_str(), m.text.as_str()),
+                (batch[i].name.as_str(), batch[i].text.as_str())
+            );
+        }
+        assert_eq!(all[n].text, "line 0");
     }
 }
