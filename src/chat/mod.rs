@@ -31,18 +31,16 @@ const GROUP_COMMIT: usize = 4096;
 /// The most bytes of text stored in one transaction: a batch is also a burst into every
 /// outbox, so it stays well below the send-queue limits.
 const GROUP_COMMIT_BYTES: usize = 256 * 1024;
-/// The relay keeps a batch open while lines keep coming (each within [`LINGER_GAP`] of the
-/// last), up to this long at most: under load a write per line and recipient becomes one per
-/// batch, while a lone line waits at most one gap.
+/// In a busy room the relay keeps a batch open while lines keep coming (each within
+/// [`LINGER_GAP`] of the last), up to this long at most: under load a write per line and
+/// recipient becomes one per batch. In a quiet room a line does not wait.
 const LINGER: Duration = Duration::from_millis(100);
 /// In a busy room a batch may stay open this long per connected recipient (up to [`LINGER`]):
 /// fan-out costs a write per recipient and batch, so bigger rooms get bigger batches.
 const LINGER_PER_MEMBER: Duration = Duration::from_micros(100);
-/// See [`LINGER`]: the gap in a quiet room (the previous batch was small).
-const LINGER_GAP: Duration = Duration::from_micros(300);
-/// The gap in a busy room (the previous batch held at least [`BUSY_BATCH`] lines).
-const LINGER_GAP_BUSY: Duration = Duration::from_millis(2);
-/// The most lines in the first batch after a quiet spell: it goes out at once, and the
+/// See [`LINGER`]: the longest pause between lines that keeps a busy room's batch open.
+const LINGER_GAP: Duration = Duration::from_millis(2);
+/// The most lines in a quiet room's batch: what is already waiting goes out at once, and the
 /// next, larger batches gather while it is stored and sent.
 const FIRST_BATCH: usize = 256;
 /// A batch this large means the room is busy.
@@ -164,20 +162,18 @@ impl Chat {
 /// Stores each batch of waiting public lines in one transaction, then delivers the batch.
 fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
     let mut batch: Vec<Outgoing> = Vec::with_capacity(GROUP_COMMIT);
-    let mut gap = LINGER_GAP;
+    let mut busy = false;
     while let Ok(first) = rx.recv() {
         let mut bytes = first.len();
         batch.push(first);
-        // After a quiet spell a batch closes after one short gap or FIRST_BATCH lines, so a
-        // burst starts moving at once; batches after busy ones may stay open up to LINGER and
-        // grow while the one before is stored and sent.
-        let (open_for, most) = if gap == LINGER_GAP {
-            (LINGER_GAP, FIRST_BATCH)
+        // Quiet room (the last batch was small): take what is already waiting and go. Busy
+        // room: stay open while lines keep coming, within a window that grows with the room.
+        let (gap, open_for, most) = if busy {
+            let window =
+                (LINGER_PER_MEMBER * hub.connections() as u32).clamp(LINGER_GAP, LINGER);
+            (LINGER_GAP, window, GROUP_COMMIT)
         } else {
-            (
-                (LINGER_PER_MEMBER * hub.connections() as u32).clamp(LINGER_GAP_BUSY, LINGER),
-                GROUP_COMMIT,
-            )
+            (Duration::ZERO, Duration::ZERO, FIRST_BATCH)
         };
         let until = std::time::Instant::now() + open_for;
         while batch.len() < most && bytes < GROUP_COMMIT_BYTES {
@@ -190,11 +186,7 @@ fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
                 Err(_) => break,
             }
         }
-        gap = if batch.len() >= BUSY_BATCH {
-            LINGER_GAP_BUSY
-        } else {
-            LINGER_GAP
-        };
+        busy = batch.len() >= BUSY_BATCH;
         let rows: Vec<NewMessage> = batch
             .iter()
             .filter_map(|m| match m {
