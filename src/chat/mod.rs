@@ -169,8 +169,7 @@ fn relay_loop(rx: &Receiver<Outgoing>, store: &dyn Store, hub: &dyn Hub) {
         // Quiet room (the last batch was small): take what is already waiting and go. Busy
         // room: stay open while lines keep coming, within a window that grows with the room.
         let (gap, open_for, most) = if busy {
-            let window =
-                (LINGER_PER_MEMBER * hub.connections() as u32).clamp(LINGER_GAP, LINGER);
+            let window = (LINGER_PER_MEMBER * hub.connections() as u32).clamp(LINGER_GAP, LINGER);
             (LINGER_GAP, window, GROUP_COMMIT)
         } else {
             (Duration::ZERO, Duration::ZERO, FIRST_BATCH)
