@@ -34,10 +34,11 @@ REL = os.path.join(HERE, "..", "target", "release")
 PORT = 7460
 
 
-def start(name, port, work):
+def start(name, port, work, binary=None):
+    """A fresh server (`tcpkit`, from `binary` if given, or `ncat`), once it accepts."""
     if name == "tcpkit":
         db = os.path.join(work, f"bench-{time.monotonic_ns()}.db")
-        cmd = [os.path.join(REL, "tcpkit"), "chat-server", "--port", str(port), "--no-console",
+        cmd = [binary or os.path.join(REL, "tcpkit"), "chat-server", "--port", str(port), "--no-console",
                "--log", os.path.join(work, "chat.log"), "--db", db, "--history", "0"]
     else:
         cmd = ["ncat", "-l", "--chat", "--max-conns", "1000", "127.0.0.1", str(port)]

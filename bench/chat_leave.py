@@ -14,6 +14,8 @@ import sys
 import tempfile
 import time
 
+from chat import start, stop
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 N = 300
 
@@ -22,22 +24,6 @@ def cpu_ms(pid):
     """User + system CPU of a process so far, in ms (10 ms ticks)."""
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) * 10
-
-
-def start(binary, port, work):
-    srv = subprocess.Popen([binary, "chat-server", "--port", str(port), "--no-console",
-                            "--log", os.path.join(work, "log"), "--db", os.path.join(work, "db"),
-                            "--history", "0"],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return srv
-        except OSError:
-            time.sleep(0.05)
-    srv.kill()
-    raise SystemExit(f"{binary} did not start on port {port}")
 
 
 def log_in_all(port):
@@ -66,7 +52,7 @@ def main():
                                                                   "tcpkit")
     port = int(sys.argv[2]) if len(sys.argv) > 2 else 7480
     work = tempfile.mkdtemp(prefix="tcpkit-leave-bench-")
-    srv = start(binary, port, work)
+    srv = start("tcpkit", port, work, binary)
     try:
         socks = log_in_all(port)
         time.sleep(1)
@@ -97,8 +83,7 @@ def main():
               f"{N // 2} 'left' lines in {dt * 1000:.0f} ms, server CPU {c1 - c0} ms, "
               f"{sends} sendmsg")
     finally:
-        srv.terminate()
-        srv.wait()
+        stop(srv)
         shutil.rmtree(work, ignore_errors=True)
 
 
